@@ -1,0 +1,38 @@
+# Every target creates .venv on first use and installs seqjax into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Real datasets are read from here (never copied into the repo); override with SEQJAX_DATA_DIR.
+SEQJAX_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export SEQJAX_DATA_DIR
+export KERAS_BACKEND := jax
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast lint demo bench smoke clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,torch,data,plots]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check seqjax tests experiments
+
+demo: $(STAMP)
+	$(PY) experiments/demo.py
+
+bench: $(STAMP)
+	$(PY) experiments/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,387 @@
+"""Seeded, epoch-aware, resumable batch iteration with optional length bucketing.
+
+The order of epoch ``e`` is a pure function of ``(seed, e)``, so an iterator rebuilt
+from :meth:`BatchIterator.state` continues with exactly the batches an uninterrupted one
+would have produced, whatever happened before the checkpoint.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .padding import pad_sequences, sequence_mask
+
+__all__ = ["Batch", "BatchIterator"]
+
+_STATE_VERSION = 1
+
+
+class Batch(NamedTuple):
+    """One batch, as numpy arrays (a JAX pytree, being a NamedTuple).
+
+    Attributes:
+        inputs: [B, T] ids or [B, T, F] features (or [B, ...] for non-sequence inputs).
+        mask: Bool [B, T], True at valid steps, for pre- and post-padding alike.
+        targets: [B] labels, [B, T] per-step targets, a tuple of arrays for seq2seq
+            (e.g. decoder inputs [B, S], decoder outputs [B, S], their mask [B, S]), or
+            ``None`` when the iterator has no targets.
+    """
+
+    inputs: np.ndarray
+    mask: np.ndarray
+    targets: Any
+
+
+class _Column:
+    """One field of the examples: either an array [N, ...] or N ragged sequences [L_i, ...]."""
+
+    def __init__(self, data: Any, name: str) -> None:
+        if isinstance(data, np.ndarray) and data.dtype != object:
+            self.ragged = False
+            self.data = data
+            self.lengths = None
+        elif isinstance(data, (list, tuple, np.ndarray)):
+            self.ragged = True
+            self.data = [np.asarray(x) for x in data]
+            for i, x in enumerate(self.data):
+                if x.ndim == 0:
+                    raise ValueError(
+                        f"{name}[{i}] is a scalar; ragged {name} must hold sequences "
+                        "(pass per-example scalars as one numpy array instead)"
+                    )
+            self.lengths = np.fromiter((len(x) for x in self.data), np.int64, len(self.data))
+        else:
+            raise ValueError(
+                f"{name} must be a numpy array or a list of sequences, got {type(data).__name__}"
+            )
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+class BatchIterator:
+    """Shuffled, seeded, epoch-aware batches ``Batch(inputs, mask, targets)``.
+
+    Ragged inputs (a list of [L_i] or [L_i, F] arrays) are padded per batch to the
+    longest sequence in the batch (rounded up to ``pad_to_multiple``), or to ``pad_to``.
+    Dense inputs (an array [N, T, ...]) pass through unchanged, with the mask taken
+    from ``lengths`` (all True when not given).
+
+    Iteration (``next(it)`` / ``for batch in it``) runs across epochs, stopping after
+    ``num_epochs`` epochs when that is set; :meth:`iter_epoch` yields only the rest of
+    the current epoch. Every example appears exactly once per epoch; the last partial
+    batch is kept unless ``drop_remainder=True`` (which then warns once and reports
+    :attr:`dropped_per_epoch`).
+
+    Args:
+        inputs: N examples: ragged list or dense array.
+        targets: ``None``; an array [N, ...]; a ragged list (per-step targets, padded
+            like the inputs); or a tuple of those. When a tuple holds ragged entries
+            (seq2seq), they must have equal lengths per example, are post-padded, and
+            their bool mask [B, S] is appended as the last element of the tuple.
+        batch_size: B.
+        seed: Seed of the shuffles.
+        shuffle: Shuffle every epoch (differently per epoch).
+        drop_remainder: Leave out the last partial batch of each epoch.
+        bucket_by_length: Group examples of similar length to reduce padding: each
+            window of ``bucket_window`` batches of the shuffled order is sorted by
+            length and cut into batches, and the batches are then shuffled.
+        bucket_window: Batches per sorting window.
+        padding: ``"post"`` or ``"pre"``: where ragged inputs (and per-step targets)
+            are padded.
+        pad_value: Padding value of inputs.
+        target_pad_value: Padding value of ragged targets.
+        pad_to: Fixed T for ragged inputs (keeps shapes static for ``jit``). A longer
+            sequence raises ``ValueError``: truncate it first (``pad_sequences``).
+        pad_to_multiple: Round the per-batch T up to a multiple of this (fewer shapes).
+        lengths: Valid lengths [N] of dense inputs (default: all of T).
+        num_epochs: Stop after this many epochs (``None``: never stop).
+        epoch: Starting epoch (normally left at 0; see :meth:`from_state`).
+        position: Starting batch within ``epoch``.
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        targets: Any = None,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_remainder: bool = False,
+        bucket_by_length: bool = False,
+        bucket_window: int = 100,
+        padding: str = "post",
+        pad_value: Any = 0,
+        target_pad_value: Any = 0,
+        pad_to: int | None = None,
+        pad_to_multiple: int = 1,
+        lengths: Any = None,
+        num_epochs: int | None = None,
+        epoch: int = 0,
+        position: int = 0,
+    ) -> None:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if padding not in ("pre", "post"):
+            raise ValueError(f"padding must be 'pre' or 'post', got {padding!r}")
+        if not isinstance(bucket_window, (int, np.integer)) or bucket_window < 1:
+            raise ValueError(f"bucket_window must be a positive int, got {bucket_window!r}")
+        if not isinstance(pad_to_multiple, (int, np.integer)) or pad_to_multiple < 1:
+            raise ValueError(f"pad_to_multiple must be a positive int, got {pad_to_multiple!r}")
+        if pad_to is not None and (not isinstance(pad_to, (int, np.integer)) or pad_to < 0):
+            raise ValueError(f"pad_to must be a non-negative int or None, got {pad_to!r}")
+        if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 0):
+            raise ValueError(f"num_epochs must be a non-negative int or None, got {num_epochs!r}")
+
+        self._inputs = _Column(inputs, "inputs")
+        n = len(self._inputs)
+        if n == 0:
+            raise ValueError("inputs is empty: there is nothing to batch")
+        self._targets_is_tuple = isinstance(targets, tuple)
+        target_list = targets if self._targets_is_tuple else ([] if targets is None else [targets])
+        self._targets = [
+            _Column(t, f"targets[{i}]" if self._targets_is_tuple else "targets")
+            for i, t in enumerate(target_list)
+        ]
+        for col in self._targets:
+            if len(col) != n:
+                raise ValueError(f"{col.name} has {len(col)} examples but inputs has {n}")
+        ragged_targets = [c for c in self._targets if c.ragged]
+        if self._targets_is_tuple and len(ragged_targets) > 1:
+            first = ragged_targets[0]
+            for col in ragged_targets[1:]:
+                bad = np.flatnonzero(col.lengths != first.lengths)
+                if bad.size:
+                    raise ValueError(
+                        f"{col.name} and {first.name} differ in length at example {bad[0]} "
+                        f"({col.lengths[bad[0]]} vs {first.lengths[bad[0]]})"
+                    )
+
+        if self._inputs.ragged:
+            if lengths is not None:
+                raise ValueError("lengths is only for dense inputs; ragged inputs carry their own")
+            self._lengths = self._inputs.lengths
+            if pad_to is not None and self._lengths.max() > pad_to:
+                i = int(np.argmax(self._lengths))
+                raise ValueError(
+                    f"inputs[{i}] has length {self._lengths[i]} > pad_to={pad_to}; "
+                    "truncate the sequences first (pad_sequences(..., maxlen=...))"
+                )
+        else:
+            if self._inputs.data.ndim < 2 and lengths is not None:
+                raise ValueError("lengths needs inputs with a time axis [N, T, ...]")
+            t = self._inputs.data.shape[1] if self._inputs.data.ndim >= 2 else 0
+            if lengths is None:
+                self._lengths = np.full(n, t, np.int64)
+            else:
+                self._lengths = np.asarray(lengths, np.int64).reshape(-1)
+                if self._lengths.shape != (n,):
+                    raise ValueError(f"lengths must have shape [{n}], got {np.shape(lengths)}")
+                if self._lengths.min() < 0 or self._lengths.max() > t:
+                    raise ValueError(f"lengths must lie in 0..{t} (the T of inputs)")
+
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.drop_remainder = bool(drop_remainder)
+        self.bucket_by_length = bool(bucket_by_length)
+        self.bucket_window = int(bucket_window)
+        self.padding = padding
+        self.pad_value = pad_value
+        self.target_pad_value = target_pad_value
+        self.pad_to = None if pad_to is None else int(pad_to)
+        self.pad_to_multiple = int(pad_to_multiple)
+        self.num_epochs = num_epochs
+        self.num_examples = n
+        full, rest = divmod(n, self.batch_size)
+        self.dropped_per_epoch = rest if self.drop_remainder else 0
+        self.batches_per_epoch = full if self.drop_remainder else full + (rest > 0)
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"drop_remainder=True with batch_size={batch_size} > {n} examples leaves no batch"
+            )
+        if self.dropped_per_epoch:
+            warnings.warn(
+                f"drop_remainder=True leaves out {self.dropped_per_epoch} of {n} examples "
+                "each epoch (a different subset each epoch when shuffled)",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._cached_epoch: int | None = None
+        self._cached_order: list[np.ndarray] = []
+        self.epoch = 0
+        self.position = 0
+        self._seek(int(epoch), int(position))
+
+    # -- order -----------------------------------------------------------------------
+    def epoch_order(self, epoch: int) -> list[np.ndarray]:
+        """The example indices of every batch of ``epoch``, a pure function of (seed, epoch)."""
+        if self._cached_epoch == epoch:
+            return self._cached_order
+        n, b = self.num_examples, self.batch_size
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket_by_length:
+            window = b * self.bucket_window
+            batches = []
+            for start in range(0, n, window):
+                chunk = perm[start : start + window]
+                chunk = chunk[np.argsort(self._lengths[chunk], kind="stable")]
+                batches.extend(chunk[i : i + b] for i in range(0, len(chunk), b))
+            if self.shuffle:
+                # Sorting would otherwise feed short-then-long batches in every window.
+                batches = [batches[i] for i in rng.permutation(len(batches))]
+        else:
+            batches = [perm[i : i + b] for i in range(0, n, b)]
+        if self.drop_remainder:
+            batches = [x for x in batches if len(x) == b]
+        self._cached_epoch, self._cached_order = epoch, batches
+        return batches
+
+    # -- iteration -------------------------------------------------------------------
+    def __iter__(self) -> BatchIterator:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.num_epochs is not None and self.epoch >= self.num_epochs:
+            raise StopIteration
+        indices = self.epoch_order(self.epoch)[self.position]
+        self.position += 1
+        if self.position == self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+        return self.make_batch(indices)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return self.batches_per_epoch
+
+    def iter_epoch(self) -> Iterator[Batch]:
+        """Yields the remaining batches of the current epoch (then the epoch has advanced)."""
+        epoch = self.epoch
+        while self.epoch == epoch and (self.num_epochs is None or epoch < self.num_epochs):
+            yield next(self)
+
+    def make_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
+        """Builds the batch of the given example indices (padding and masks included)."""
+        indices = np.asarray(indices)
+        lengths = self._lengths[indices]
+        if self._inputs.ragged:
+            t = self.pad_to if self.pad_to is not None else int(lengths.max(initial=0))
+            t = -(-t // self.pad_to_multiple) * self.pad_to_multiple
+            seqs = [self._inputs.data[i] for i in indices]
+            dtype = seqs[0].dtype if seqs else np.int32
+            inputs = pad_sequences(
+                seqs, maxlen=t, dtype=dtype, padding=self.padding, value=self.pad_value
+            )
+        else:
+            inputs = self._inputs.data[indices]
+            t = inputs.shape[1] if inputs.ndim >= 2 else 0
+        mask = sequence_mask(lengths, t, self.padding)
+
+        outs = []
+        ragged_lengths = None
+        for col in self._targets:
+            if not col.ragged:
+                outs.append(col.data[indices])
+                continue
+            seqs = [col.data[i] for i in indices]
+            if self._targets_is_tuple:
+                ragged_lengths = col.lengths[indices]
+                s = -(-int(ragged_lengths.max(initial=0)) // self.pad_to_multiple)
+                s *= self.pad_to_multiple
+                side = "post"
+            else:
+                s, side = t, self.padding
+            outs.append(
+                pad_sequences(
+                    seqs, maxlen=s, dtype=seqs[0].dtype, padding=side, value=self.target_pad_value
+                )
+            )
+        if self._targets_is_tuple:
+            if ragged_lengths is not None:
+                outs.append(sequence_mask(ragged_lengths, outs[-1].shape[1], "post"))
+            targets: Any = tuple(outs)
+        else:
+            targets = outs[0] if outs else None
+        return Batch(inputs, mask, targets)
+
+    # -- resumption ------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {
+            "num_examples": self.num_examples,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "drop_remainder": self.drop_remainder,
+            "bucket_by_length": self.bucket_by_length,
+            "bucket_window": self.bucket_window,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """A small JSON-able snapshot: seed, epoch, position and the order-defining config."""
+        return {
+            "version": _STATE_VERSION,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "position": self.position,
+            **self._config(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> BatchIterator:
+        """Moves this iterator to ``state`` (from :meth:`state`); returns ``self``.
+
+        Raises:
+            ValueError: If the state was made with a different number of examples,
+                batch size or ordering options, which would give a different order.
+        """
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"state must be a dict from BatchIterator.state(), got {state!r}")
+        mismatched = {k: (state.get(k), v) for k, v in self._config().items() if state.get(k) != v}
+        if mismatched:
+            detail = ", ".join(
+                f"{k}: state {a!r} vs iterator {b!r}" for k, (a, b) in mismatched.items()
+            )
+            raise ValueError(f"state does not match this iterator ({detail})")
+        self.seed = int(state["seed"])
+        self._cached_epoch = None
+        self._seek(int(state["epoch"]), int(state["position"]))
+        return self
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any], inputs: Any, targets: Any = None, **kwargs: Any
+    ) -> BatchIterator:
+        """Rebuilds an iterator at ``state``; ``kwargs`` are the non-order options
+        (padding, ``pad_to``, ``num_epochs``, ...)."""
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"state must be a dict from BatchIterator.state(), got {state!r}")
+        order_keys = (
+            "batch_size",
+            "shuffle",
+            "drop_remainder",
+            "bucket_by_length",
+            "bucket_window",
+        )
+        options = {k: state[k] for k in order_keys}
+        with warnings.catch_warnings():
+            # The drop_remainder warning was already given when the run started.
+            warnings.simplefilter("ignore", UserWarning)
+            it = cls(inputs, targets, seed=state["seed"], **options, **kwargs)
+        return it.load_state(state)
+
+    def _seek(self, epoch: int, position: int) -> None:
+        if epoch < 0:
+            raise ValueError(f"epoch must be non-negative, got {epoch}")
+        if not 0 <= position < self.batches_per_epoch:
+            raise ValueError(
+                f"position must lie in 0..{self.batches_per_epoch - 1} (batches per epoch), "
+                f"got {position}"
+            )
+        self.epoch, self.position = epoch, position

@@ -1,0 +1,67 @@
+"""The masked, resettable time loop shared by the scan backends.
+
+Backends differ in what they feed the loop (raw inputs and ``apply``, or pre-projected inputs and
+``step``); the masking, reset and direction rules live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from seqjax.types import Array, Carry
+
+
+def _where(pred: Array, on_true, on_false):
+    """Per-example select; ``pred [B]`` broadcasts over each leaf's trailing dims."""
+
+    def select(a, b):
+        p = pred.reshape(pred.shape + (1,) * (a.ndim - pred.ndim))
+        return jnp.where(p, a, b)
+
+    return jax.tree.map(select, on_true, on_false)
+
+
+def masked_scan(
+    step_fn: Callable[[Carry, Array], tuple[Carry, Array]],
+    carry0: Carry,
+    inputs: Array,
+    mask: Array | None,
+    resets: Array | None,
+    *,
+    reverse: bool,
+    unroll: int,
+    remat: bool,
+) -> tuple[Carry, Array]:
+    """Run ``step_fn`` over time-major ``inputs [T, B, ...]``.
+
+    Args:
+      step_fn: ``(carry, inputs_t) -> (carry, y_t)``.
+      carry0: initial carry, leaves ``[B, H]``; also the value resets restore.
+      inputs: ``[T, B, ...]``.
+      mask: bool ``[T, B]`` or None. A masked step leaves the carry unchanged and emits zeros.
+      resets: bool ``[T, B]`` or None, in processing order: the carry goes back to ``carry0``
+        before processing that step (a reset on a masked step has no effect).
+      reverse: process ``T-1 .. 0``; each output stays at its own position.
+      unroll: ``lax.scan`` unroll factor.
+      remat: recompute each step's activations in the backward pass (``jax.checkpoint``).
+
+    Returns:
+      ``(carry_T, ys [T, B, H])``.
+    """
+
+    def body(carry, xs_t):
+        x_t, m_t, r_t = xs_t
+        carry_in = carry if r_t is None else _where(r_t, carry0, carry)
+        new_carry, y_t = step_fn(carry_in, x_t)
+        if m_t is not None:
+            new_carry = _where(m_t, new_carry, carry)
+            y_t = _where(m_t, y_t, jnp.zeros_like(y_t))
+        return new_carry, y_t
+
+    if remat:
+        body = jax.checkpoint(body)
+    return lax.scan(body, carry0, (inputs, mask, resets), reverse=reverse, unroll=unroll)

@@ -1,0 +1,27 @@
+"""Test-wide settings.
+
+The core modules' tests run under strict dtype promotion and ``rank_promotion="raise"`` so the
+library cannot rely on silent casts or broadcasts. Third-party code (optax, flax training
+utilities) is not written for those modes, so tests that drive it run with JAX's defaults.
+"""
+
+import contextlib
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+STRICT_MODULES = {"test_cells", "test_rnn", "test_bidirectional_stacked", "test_errors"}
+
+
+@pytest.fixture(autouse=True)
+def _strict_numerics(request):
+    if request.module.__name__.rsplit(".", 1)[-1] not in STRICT_MODULES:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(jax.numpy_dtype_promotion("strict"))
+        stack.enter_context(jax.numpy_rank_promotion("raise"))
+        yield
