@@ -20,6 +20,14 @@ CELLS = {
 
 BACKENDS = sorted(sj.kernels.BACKENDS)
 
+# Every (cell, backend) pair the backend supports: the generic tests run over all of them.
+CASES = [
+    (cell, backend)
+    for cell in sorted(CELLS)
+    for backend in BACKENDS
+    if sj.kernels.BACKENDS[backend].supports(CELLS[cell](2).spec)
+]
+
 
 def random_params(cell: sj.Cell, key, input_size: int, scale: float = 0.5, dtype=jnp.float32):
     """Params with every leaf random and non-zero, biases included (zero biases hide bugs)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from registry import BACKENDS, CELLS, random_carry, random_params
+from registry import CASES, CELLS, random_carry, random_params
 
 import seqjax as sj
 
@@ -59,9 +59,8 @@ def test_reference_equals_python_loop_of_apply(name, reverse):
     chex.assert_trees_all_close(got, python_loop(cell, params, xs, carry0, reverse), **TOL)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize(("name", "backend"), CASES)
 def test_backend_matches_reference_values_and_gradients(name, backend, reverse):
     cell, params, xs, carry0 = make(name)
     mask = jnp.arange(T)[None, :] < jnp.array([T, 3, 0])[:, None]
@@ -80,8 +79,7 @@ def test_backend_matches_reference_values_and_gradients(name, backend, reverse):
     )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize(("name", "backend"), [c for c in CASES if c[0] in ("lstm", "gru")])
 def test_unroll_and_remat_do_not_change_results(name, backend):
     cell, params, xs, carry0 = make(name)
     base = loss_of(cell, backend, False)
@@ -164,7 +162,7 @@ def test_zero_length_sequence_keeps_initial_carry():
     assert not np.asarray(ys).any()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [b for c, b in CASES if c == "lstm"])
 def test_chunked_streaming_equals_one_call(backend):
     cell, params, xs, carry0 = make("lstm")
     lengths = jnp.array([6, 4, 1])

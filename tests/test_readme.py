@@ -1,0 +1,36 @@
+"""The README's Python examples run as written."""
+
+import pathlib
+import re
+
+import pytest
+
+import seqjax as sj
+
+README = pathlib.Path(__file__).parent.parent / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_has_examples():
+    assert len(BLOCKS) >= 2
+
+
+def test_quick_start_runs():
+    exec(compile(BLOCKS[0], "README quick start", "exec"), {})
+
+
+@pytest.mark.slow
+def test_data_and_fit_example_runs(tmp_path, monkeypatch):
+    try:
+        root = sj.data.data_dir().resolve()
+    except FileNotFoundError as error:
+        pytest.skip(f"no data directory: {error}")
+    if not (root / "mr").exists():
+        pytest.skip(f"the MR dataset is not in the data directory {root}")
+    monkeypatch.setenv("SEQJAX_DATA_DIR", str(root))
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(BLOCKS[1], "README data and training example", "exec"), namespace)
+    history = namespace["history"].history
+    assert history["val_accuracy"][-1] > 0.65  # chance is 0.5
+    assert (tmp_path / "mr_history.json").exists()
