@@ -9,7 +9,7 @@ export SEQJAX_DATA_DIR
 export KERAS_BACKEND := jax
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint demo bench smoke clean
+.PHONY: install test test-fast lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(PY) experiments/demo.py
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench
 	$(PY) experiments/bench.py
 
 clean:
