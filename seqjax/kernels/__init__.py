@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax
 
-from seqjax.kernels import hoisted, reference
+from seqjax.kernels import fused, hoisted, pallas, parallel, reference
 
 
 class Backend(NamedTuple):
@@ -26,6 +26,9 @@ class Backend(NamedTuple):
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run, reference.supports),
     "hoisted": Backend("hoisted", hoisted.run, hoisted.supports),
+    "fused": Backend("fused", fused.run, fused.supports),
+    "parallel": Backend("parallel", parallel.run, parallel.supports),
+    "pallas": Backend("pallas", pallas.run, pallas.supports),
 }
 
 # Cells with no recurrent matmul: the loop is elementwise, so projecting all steps at once is
@@ -37,13 +40,36 @@ def auto_backend(spec, platform: str) -> str:
     """The backend ``backend="auto"`` picks for a cell on a platform.
 
     Rules (measured by ``make bench``; see experiments/results/bench/):
-    * minGRU/minLSTM: ``hoisted`` everywhere (their loop has no matmul left).
-    * CPU: ``reference``: keeping ``x_t W_x`` inside the loop avoids a ``[T,B,G*H]`` round trip
-      through main memory.
-    * GPU/TPU: ``hoisted``: one big matmul is nearly free there.
+    * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``hoisted`` elsewhere.
+      H100, JAX 0.11.2, fp32 training step ``jit(grad)``, parallel / hoisted / reference ms:
+      S1 (B64 T128 I128 H256) min_gru 0.42 / 3.08 / 4.05, min_lstm 0.46 / 3.70 / 4.09;
+      S4 (B16 T1024 I32 H64) min_gru 0.41 / 18.1 / 26.2, min_lstm 0.34 / 23.6 / 30.0.
+      On a 2-core CPU every sequential form wins by 3-13x (``seqjax/kernels/parallel.py``).
+    * LSTM and GRU (``reset_after=True``) on GPU with H <= 64: ``pallas`` (one kernel for the
+      whole loop). H100 training step ms, pallas / hoisted / reference / torch cuDNN:
+      B64 T128 I128 H32 lstm 0.58 / 3.79 / 4.37 / 1.49; H64 lstm 1.58 / 4.28 / 5.47 / 0.98,
+      gru 1.28 / 3.91 / 5.32 / 1.23; B16 T1024 I32 H64 lstm 10.3 / 31.2 / 35.9 / 1.9. At H128
+      it ties ``hoisted`` (lstm 5.2 vs 4.2 ms) and at H256 the per-program weight stream makes
+      it 10x slower, so larger H keeps the rules below. Never on CPU (interpreted there).
+    * Otherwise SimpleRNN, LSTM and GRU (both forms) on CPU and GPU: ``fused`` (custom VJP; the
+      weight gradients are single big matmuls; see ``seqjax/kernels/fused.py``). fp32 training
+      step ms, fused / reference / hoisted / torch, interleaved in one run per platform:
+      2-core CPU (x W_x kept in the loop): LSTM S1 193/217/289/235, S2 172/230/267/187,
+      S3 249/267/348/259, S4 67/91/115/73; GRU S1 164/175/219/173, S2 142/171/195/217,
+      S3 186/187/246/190, S4 57/72/86/211. H100, JAX 0.11.2 (x W_x hoisted): LSTM S1
+      3.8/6.6/5.1/6.9, S2 13.0/21.9/17.9/3.5, S3 1.8/2.4/2.2/3.9, S4 22.9/32.0/32.8/3.1; GRU S1
+      3.7/6.1/4.6/6.8, S2 12.5/21.2/16.3/3.2, S3 1.6/2.4/1.9/3.7, S4 23.2/37.4/28.8/3.3 (cuDNN's
+      persistent kernel still wins long sequences on GPU).
+    * Other cells on CPU: ``reference``: keeping ``x_t W_x`` inside the loop avoids a
+      ``[T,B,G*H]`` round trip through main memory.
+    * Other cells on GPU, everything on TPU: ``hoisted`` (``fused`` is unmeasured on TPU).
     """
     if spec.kind in _INPUT_ONLY_GATES:
-        return "hoisted"
+        return "parallel" if platform == "gpu" else "hoisted"
+    if platform == "gpu" and pallas.supports(spec) and spec.hidden_size <= 64:
+        return "pallas"
+    if platform in ("cpu", "gpu") and fused.supports(spec):
+        return "fused"
     if platform == "cpu":
         return "reference"
     return "hoisted"

@@ -1,0 +1,100 @@
+"""The ``pallas`` backend (LSTM, GRU), run on CPU through ``pallas_call(..., interpret=True)``.
+
+Tiny shapes only: interpreted kernels are slow. GPU correctness and timing are measured separately
+(see the docstring of ``seqjax.kernels.auto_backend``).
+"""
+
+import contextlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+from registry import random_carry, random_params
+
+import seqjax as sj
+from seqjax.kernels import pallas, reference
+
+I = 3
+TOL = dict(rtol=1e-5, atol=1e-5)
+CELLS = {"lstm": sj.lstm, "gru": sj.gru}
+
+
+@pytest.fixture(autouse=True)
+def _strict():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(jax.numpy_dtype_promotion("strict"))
+        stack.enter_context(jax.numpy_rank_promotion("raise"))
+        yield
+
+
+def outputs_and_grads(run, cell, params, xs, carry0, mask, resets, reverse):
+    time, batch = xs.shape[:2]
+    w_y = jax.random.normal(jax.random.key(9), (time, batch, cell.spec.hidden_size))
+
+    def call(params, xs, carry0):
+        return run(cell, params, xs, mask, resets, carry0, reverse=reverse, unroll=1, remat=False)
+
+    def loss(params, xs, carry0):
+        carry, ys = call(params, xs, carry0)
+        return jnp.sum(ys * w_y) + sum(jnp.sum(jnp.sin(leaf)) for leaf in carry)
+
+    value_and_grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    return jax.jit(call)(params, xs, carry0), value_and_grads(params, xs, carry0)
+
+
+# (T, B, H, block_b, block_h, flags, reverse): several batch programs and hidden blocks included.
+CASES = [
+    (4, 3, 5, 16, None, False, False),
+    (4, 8, 16, 4, 8, True, True),
+    (3, 5, 12, 4, 8, True, False),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_interpreted_kernel_matches_reference(kind, case):
+    time, batch, hidden, block_b, block_h, flags, reverse = case
+    cell = CELLS[kind](hidden)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
+    carry0 = random_carry(cell, jax.random.key(2), batch)
+    mask = resets = None
+    if flags:
+        mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
+        resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
+
+    def run(*a, **k):
+        return pallas.run(*a, **k, interpret=True, block_b=block_b, block_h=block_h)
+
+    args = (cell, params, xs, carry0, mask, resets, reverse)
+    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
+    chex.assert_trees_all_equal_dtypes(got, want)
+    chex.assert_trees_all_close(got, want, **TOL)
+
+
+def test_bfloat16_inputs_keep_float32_carry():
+    cell = sj.lstm(4)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (2, 3, I)).astype(jnp.bfloat16)
+    got = sj.rnn(cell, params, xs, backend="pallas")
+    want = sj.rnn(cell, params, xs, backend="reference")
+    chex.assert_trees_all_equal_dtypes(got, want)
+    chex.assert_trees_all_close(got, want, atol=2e-2, rtol=2e-2)
+
+
+def test_supports_lstm_and_cudnn_gru_only():
+    assert pallas.supports(sj.lstm(4).spec) and pallas.supports(sj.gru(4).spec)
+    for cell in (sj.gru(4, reset_after=False), sj.simple_rnn(4), sj.min_gru(4)):
+        assert not pallas.supports(cell.spec)
+    cell = sj.gru(4, reset_after=False)
+    with pytest.raises(ValueError, match="pallas"):
+        sj.rnn(cell, cell.init(jax.random.key(0), I), jnp.ones((2, 3, I)), backend="pallas")
+
+
+def test_auto_never_picks_pallas_on_cpu():
+    for make in (sj.lstm, sj.gru):
+        for hidden in (8, 64, 256):
+            assert sj.kernels.auto_backend(make(hidden).spec, "cpu") != "pallas"
+    assert sj.kernels.auto_backend(sj.lstm(32).spec, "gpu") == "pallas"
+    assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu") != "pallas"
