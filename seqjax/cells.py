@@ -179,13 +179,22 @@ def _zeros_carry(carry_type: type, num_fields: int, hidden_size: int):
     return initial_carry
 
 
-def _add_bias(z: Array, b: Array) -> Array:
-    # Explicit broadcast: the library also runs under jax_numpy_rank_promotion="raise".
+def add_bias(z: Array, b: Array) -> Array:
+    """``z + b`` with an explicit broadcast: the library also runs under
+    ``jax_numpy_rank_promotion="raise"``."""
     return z + b.astype(z.dtype).reshape((1,) * (z.ndim - 1) + b.shape)
 
 
-def _project(params, x: Array) -> Array:
-    return _add_bias(x @ params.w_x.astype(x.dtype), params.b)
+def input_projection(params, x: Array) -> Array:
+    """``x W_x + b`` for ``x [..., I]``, in the input's dtype; every cell's ``project``.
+
+    The leading dims are flattened into one matmul row dim: with ``x`` of rank 3, XLA:CPU's
+    gradient of the batched dot contracts over two dims and ran 3x slower (LSTM-size projection
+    at B64, T128: 83 vs 28 ms for forward + backward).
+    """
+    x2 = x.reshape(-1, x.shape[-1])
+    z = add_bias(x2 @ params.w_x.astype(x.dtype), params.b)
+    return z.reshape(x.shape[:-1] + z.shape[-1:])
 
 
 def _recurrent(h: Array, w_h: Array) -> Array:
@@ -249,7 +258,7 @@ def simple_rnn(hidden_size: int, activation: str = "tanh") -> Cell:
         h = act(xw_t.astype(carry.h.dtype) + _recurrent(carry.h, params.w_h))
         return RNNCarry(h), h.astype(xw_t.dtype)
 
-    return _make_cell(init, _zeros_carry(RNNCarry, 1, hidden_size), _project, step, spec)
+    return _make_cell(init, _zeros_carry(RNNCarry, 1, hidden_size), input_projection, step, spec)
 
 
 def lstm(hidden_size: int, unit_forget_bias: bool = True) -> Cell:
@@ -303,7 +312,7 @@ def lstm(hidden_size: int, unit_forget_bias: bool = True) -> Cell:
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMCarry(h, c), h.astype(xw_t.dtype)
 
-    return _make_cell(init, _zeros_carry(LSTMCarry, 2, H), _project, step, spec)
+    return _make_cell(init, _zeros_carry(LSTMCarry, 2, H), input_projection, step, spec)
 
 
 def gru(hidden_size: int, reset_after: bool = True) -> Cell:
@@ -361,7 +370,7 @@ def gru(hidden_size: int, reset_after: bool = True) -> Cell:
         h_tm1 = carry.h
         x_r, x_z, x_n = jnp.split(xw_t.astype(h_tm1.dtype), 3, axis=-1)
         if reset_after:
-            hw = _add_bias(_recurrent(h_tm1, params.w_h), params.b_h)
+            hw = add_bias(_recurrent(h_tm1, params.w_h), params.b_h)
             h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
@@ -374,7 +383,7 @@ def gru(hidden_size: int, reset_after: bool = True) -> Cell:
         h = (1 - z) * n + z * h_tm1
         return RNNCarry(h), h.astype(xw_t.dtype)
 
-    return _make_cell(init, _zeros_carry(RNNCarry, 1, H), _project, step, spec)
+    return _make_cell(init, _zeros_carry(RNNCarry, 1, H), input_projection, step, spec)
 
 
 def simplified_gru(hidden_size: int) -> Cell:
@@ -423,7 +432,7 @@ def simplified_gru(hidden_size: int) -> Cell:
         h = u * jnp.tanh(c_pre) + (1 - u) * carry.h
         return RNNCarry(h), h.astype(xw_t.dtype)
 
-    return _make_cell(init, _zeros_carry(RNNCarry, 1, H), _project, step, spec)
+    return _make_cell(init, _zeros_carry(RNNCarry, 1, H), input_projection, step, spec)
 
 
 def _init_min(num_gates: int, hidden_size: int):
@@ -473,7 +482,8 @@ def min_gru(hidden_size: int) -> Cell:
         return RNNCarry(h), h.astype(xw_t.dtype)
 
     return _make_cell(
-        _init_min(2, hidden_size), _zeros_carry(RNNCarry, 1, hidden_size), _project, step, spec
+        _init_min(2, hidden_size), _zeros_carry(RNNCarry, 1, hidden_size), input_projection,
+        step, spec
     )
 
 
@@ -513,5 +523,6 @@ def min_lstm(hidden_size: int) -> Cell:
         return RNNCarry(h), h.astype(xw_t.dtype)
 
     return _make_cell(
-        _init_min(3, hidden_size), _zeros_carry(RNNCarry, 1, hidden_size), _project, step, spec
+        _init_min(3, hidden_size), _zeros_carry(RNNCarry, 1, hidden_size), input_projection,
+        step, spec
     )

@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seqjax.cells import CellSpec, LSTMCarry, RNNCarry
+from seqjax.cells import CellSpec, LSTMCarry, RNNCarry, add_bias, input_projection
 from seqjax.types import Array
 
 SECOND_ORDER_ERROR = (
@@ -80,14 +80,8 @@ SECOND_ORDER_ERROR = (
 # ----------------------------------------------------------------------------- helpers
 
 
-def _bias(z: Array, b: Array) -> Array:
-    # Explicit broadcast: callers may run under jax_numpy_rank_promotion="raise".
-    return z + b.astype(z.dtype).reshape((1,) * (z.ndim - 1) + b.shape)
-
-
-def _project(params, x: Array) -> Array:
-    """``x W_x + b`` in the input's dtype, exactly as ``cell.project`` computes it."""
-    return _bias(x @ params.w_x.astype(x.dtype), params.b)
+_bias = add_bias
+_project = input_projection  # exactly what cell.project computes
 
 
 def _mm_t(a: Array, w: Array) -> Array:

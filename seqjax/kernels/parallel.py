@@ -22,32 +22,41 @@ takes ``log h0``, would need ``h0 > 0``). :func:`run_sequential` is the same rec
 ``lax.scan`` over precomputed ``(a, b)``. ``reverse`` flips time; ``unroll`` applies to the
 sequential form only; ``remat`` checkpoints the whole scan.
 
-Measured: training step ``jit(grad)`` of ``sum(ys * w)``, fp32, ms (median).
-``sequential`` is :func:`run_sequential`; ``hoisted``/``reference`` run the cell's own ``step``::
+The sequential form is :func:`linear_recurrence`, a ``lax.scan`` of ``h = a h + b`` over ``a, b``
+computed for all steps at once, with a custom VJP whose backward pass is the same recurrence run in
+reverse. It is registered as the ``sequential`` backend.
+
+Measured: training step ``jit(grad)``, fp32, ms (median, interleaved); ``hoisted``/``reference``
+run the cell's own ``step``::
 
                                    parallel  sequential  hoisted  reference
     2-core CPU (JAX 0.10.2)
-      S1 B64 T128 I128 H256 min_gru     478       173        143       93
-                            min_lstm    668       232        222      143
-      S4 B16 T1024 I32 H64  min_gru     229        62         57       17
-                            min_lstm    326        92        101       58
+      S1 B64 T128 I128 H256 min_gru     229        74         86       89
+                            min_lstm      -       117        125      116
+      S4 B16 T1024 I32 H64  min_gru       -        30         42       43
+                            min_lstm      -        47         53       60
     H100 (JAX 0.11.2)
       S1                    min_gru     0.42      5.3        3.1      4.1
                             min_lstm    0.46      4.0        3.7      4.1
       S4                    min_gru     0.41     31.1       18.1     26.2
                             min_lstm    0.34     44.1       23.6     30.0
 
-So ``backend="auto"`` uses ``parallel`` on GPU; on CPU the log-space scan's transcendentals
-(an ``exp``/``log1p`` pair per combine, ~log2(T) levels) lose to any sequential form.
+(The H100 ``sequential`` column predates its custom VJP.) So ``backend="auto"`` uses ``parallel``
+on GPU and ``sequential`` on CPU, where the log-space scan's transcendentals (an ``exp``/``log1p``
+pair per combine, ~log2(T) levels) lose to the sequential form. On this CPU the whole step is bound
+by memory traffic over ``[T, B, G*H]`` intermediates, not by the scan (the recurrence itself,
+forward and backward, takes 8 of the 74 ms at S1).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seqjax.cells import RNNCarry
+from seqjax.cells import RNNCarry, positive_g
 
 _KINDS = ("min_gru", "min_lstm")
 
@@ -128,22 +137,64 @@ def _log_space_states(log_a, log_b, valid, reset, h0):
     return jnp.exp(log_alpha) * h0[None] + jnp.exp(log_beta)
 
 
-def _sequential_states(log_a, log_b, valid, reset, h0, unroll):
-    a, b = jnp.exp(log_a), jnp.exp(log_b)
-    flags = [f for f in (valid, reset) if f is not None]
+def _linear_coefficients(kind: str, xw):
+    """``a, b`` of ``h_t = a_t h_{t-1} + b_t`` in linear space (no transcendentals to undo)."""
+    if kind == "min_gru":
+        k_z, v = jnp.split(xw, 2, axis=-1)
+        z = jax.nn.sigmoid(k_z)
+        return 1 - z, z * positive_g(v)
+    k_f, k_i, v = jnp.split(xw, 3, axis=-1)
+    f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
+    return f / (f + i), i / (f + i) * positive_g(v)
 
-    def body(h, inputs):
-        a_t, b_t, *flags_t = inputs
-        valid_t = flags_t[0] if valid is not None else None
-        reset_t = flags_t[-1] if reset is not None else None
-        h_in = h if reset_t is None else jnp.where(reset_t, h0, h)
-        h_new = a_t * h_in + b_t
-        if valid_t is not None:
-            h_new = jnp.where(valid_t, h_new, h)
-        return h_new, h_new
 
-    _, hs = lax.scan(body, h0, (a, b, *flags), unroll=unroll)
-    return hs
+def _scan_affine(a, b, h0, reverse: bool, unroll: int):
+    def body(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return lax.scan(body, h0, (a, b), reverse=reverse, unroll=unroll)[1]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def linear_recurrence(a, b, h0, unroll: int = 1):
+    """``h_t = a_t * h_{t-1} + b_t`` for t = 0..T-1 from ``h_{-1} = h0``; returns ``h [T, ...]``.
+
+    The backward pass is the same recurrence run in reverse (the adjoint of a linear map):
+    ``g_t = dh_t + a_{t+1} g_{t+1}``, then ``da_t = g_t h_{t-1}``, ``db_t = g_t`` and
+    ``dh0 = a_0 g_0``: two elementwise scans, where autodiff through ``lax.scan`` would stack and
+    slice per-step residuals.
+    """
+    return _scan_affine(a, b, h0, False, unroll)
+
+
+def _linear_recurrence_fwd(a, b, h0, unroll):
+    hs = _scan_affine(a, b, h0, False, unroll)
+    return hs, (a, hs, h0)
+
+
+def _linear_recurrence_bwd(unroll, residuals, dhs):
+    a, hs, h0 = residuals
+    a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])
+    g = _scan_affine(a_next, dhs, jnp.zeros_like(h0), True, unroll)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    return g * h_prev, g, a[0] * g[0]
+
+
+linear_recurrence.defvjp(_linear_recurrence_fwd, _linear_recurrence_bwd)
+
+
+def _sequential_states(xw, kind, valid, reset, h0, unroll):
+    a, b = _linear_coefficients(kind, xw)
+    if valid is not None:
+        # A masked step is the identity map.
+        a = jnp.where(valid, a, jnp.ones_like(a))
+        b = jnp.where(valid, b, jnp.zeros_like(b))
+    if reset is not None:
+        # h_t = a_t h0 + b_t after a reset: the carried term moves into b.
+        b = b + jnp.where(reset, a * h0[None], jnp.zeros_like(a))
+        a = jnp.where(reset, jnp.zeros_like(a), a)
+    return linear_recurrence(a, b, h0, unroll)
 
 
 def _run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat, parallel):
@@ -156,19 +207,19 @@ def _run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat, para
 
     def states(params, xs, mask, resets, h0):
         xw = cell.project(params, xs).astype(h0.dtype)
-        log_a, log_b = _log_coefficients(cell.spec.kind, xw)
-        valid = None if mask is None else _expand(mask, log_a)
+        valid = None if mask is None else _expand(mask, xw[..., :1])
         reset = None
         if resets is not None:
-            reset = _expand(resets if mask is None else resets & mask, log_a)
+            reset = _expand(resets if mask is None else resets & mask, xw[..., :1])
         if reverse:
-            log_a, log_b = log_a[::-1], log_b[::-1]
+            xw = xw[::-1]
             valid = None if valid is None else valid[::-1]
             reset = None if reset is None else reset[::-1]
         if parallel:
+            log_a, log_b = _log_coefficients(cell.spec.kind, xw)
             hs = _log_space_states(log_a, log_b, valid, reset, h0)
         else:
-            hs = _sequential_states(log_a, log_b, valid, reset, h0, unroll)
+            hs = _sequential_states(xw, cell.spec.kind, valid, reset, h0, unroll)
         carry_T = hs[-1]
         ys = hs if valid is None else jnp.where(valid, hs, jnp.zeros_like(hs))
         if reverse:
@@ -188,6 +239,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
 
 
 def run_sequential(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
-    """The same recurrence as a ``lax.scan`` of ``h = a h + b`` over precomputed ``a, b``."""
+    """The same recurrence as a ``lax.scan`` of ``h = a h + b`` over precomputed ``a, b``, with
+    the custom VJP of :func:`linear_recurrence`; the ``sequential`` backend."""
     return _run(cell, params, xs, mask, resets, carry0, reverse=reverse, unroll=unroll,
                 remat=remat, parallel=False)
