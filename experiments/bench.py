@@ -264,13 +264,13 @@ def compile_seconds(time_: int) -> float:
     return _timed(lowered.compile)
 
 
-def peak_memory_mib(time_: int, remat: bool) -> float:
+def peak_memory_mib(time_: int, remat: bool, backend: str = "auto") -> float:
     cell = sj.lstm(256)
     params = cell.init(jax.random.key(0), 128)
     xs = jnp.zeros((16, time_, 128))
 
     def loss(params, xs):
-        _, ys = sj.rnn(cell, params, xs, remat=remat)
+        _, ys = sj.rnn(cell, params, xs, remat=remat, backend=backend)
         return jnp.mean(ys**2)
 
     compiled = jax.jit(jax.grad(loss)).lower(params, xs).compile()
@@ -378,13 +378,18 @@ def main() -> None:
 
     if "memory" not in args.skip:
         print("[bench] peak memory at T = 8192 ...", flush=True)
-        memory = {f"remat={r}": peak_memory_mib(8192, r) for r in (False, True)}
-        report["peak_memory_mib_T8192"] = memory
-        ratio = memory["remat=True"] / memory["remat=False"]
+        memory = {(backend, remat): peak_memory_mib(8192, remat, backend)
+                  for backend in ("auto", *cpu_capable_backends("lstm")) for remat in (False, True)}
+        report["peak_memory_mib_T8192"] = {f"{b}, remat={r}": v for (b, r), v in memory.items()}
+        ratio = memory[("auto", True)] / memory[("auto", False)]
         sections.append("## Peak memory, LSTM training step at T = 8192 (B16, I128, H256)\n\n"
-                        "| remat | MiB |\n|---|---|\n" + "\n".join(
-                            f"| {k[6:]} | {v:.1f} |" for k, v in memory.items())
-                        + f"\n\nremat / no remat: {ratio:.2f}")
+                        "| backend | remat=False MiB | remat=True MiB | ratio |\n"
+                        "|---|---|---|---|\n"
+                        + "\n".join(
+                            f"| {b} | {memory[(b, False)]:.0f} | {memory[(b, True)]:.0f} | "
+                            f"{memory[(b, True)] / memory[(b, False)]:.2f} |"
+                            for b in dict.fromkeys(b for b, _ in memory))
+                        + f"\n\nauto with remat / auto without: {ratio:.2f}")
 
     header = (f"# seqjax benchmark\n\nMachine: {machine()}\n\nVersions: {versions()}\n\n"
               f"float32 matmul peak measured in this run: {peak:.0f} GFLOP/s. Median of "

@@ -229,9 +229,11 @@ def test_auto_picks_a_backend_that_supports_each_cell():
     for name in CELLS:
         spec = CELLS[name](H).spec
         for platform in ("cpu", "gpu", "tpu"):
-            chosen = sj.kernels.auto_backend(spec, platform)
-            assert chosen in sj.kernels.BACKENDS
-            assert sj.kernels.BACKENDS[chosen].supports(spec)
+            for remat in (False, True):
+                chosen = sj.kernels.auto_backend(spec, platform, remat)
+                assert chosen in sj.kernels.BACKENDS
+                assert sj.kernels.BACKENDS[chosen].supports(spec)
+                assert not (platform == "cpu" and chosen == "pallas")
 
 
 def test_partial_application_keeps_params_a_pytree():
