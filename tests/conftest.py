@@ -13,7 +13,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-STRICT_MODULES = {"test_cells", "test_rnn", "test_bidirectional_stacked", "test_errors"}
+STRICT_MODULES = {
+    "test_cells", "test_rnn", "test_bidirectional_stacked", "test_errors",
+    "test_kernels_fused", "test_kernels_parallel", "test_kernels_pallas",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,5 @@
 """The fused custom-VJP backend against ``reference``, beyond the generic tests in test_rnn.py."""
 
-import contextlib
 
 import chex
 import jax
@@ -16,14 +15,6 @@ B, T, I, H = 4, 7, 3, 5
 TOL = dict(rtol=2e-5, atol=2e-5)
 FUSED_CELLS = [name for name in sorted(CELLS) if fused.supports(CELLS[name](2).spec)]
 
-
-@pytest.fixture(autouse=True)
-def _strict_numerics():
-    # As in conftest's strict modules: the kernel must be explicit about dtypes and broadcasting.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.numpy_dtype_promotion("strict"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
 
 
 def make(name, seed=0, dtype=jnp.float32):

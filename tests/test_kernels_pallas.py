@@ -4,7 +4,6 @@ Tiny shapes only: interpreted kernels are slow. GPU correctness and timing are m
 (see the docstring of ``seqjax.kernels.auto_backend``).
 """
 
-import contextlib
 
 import chex
 import jax
@@ -19,13 +18,6 @@ I = 3
 TOL = dict(rtol=1e-5, atol=1e-5)
 CELLS = {"lstm": sj.lstm, "gru": sj.gru}
 
-
-@pytest.fixture(autouse=True)
-def _strict():
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.numpy_dtype_promotion("strict"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
 
 
 def outputs_and_grads(run, cell, params, xs, carry0, mask, resets, reverse):

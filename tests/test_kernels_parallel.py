@@ -1,6 +1,5 @@
 """The ``parallel`` backend: minGRU/minLSTM as a log-space associative scan; its sequential form."""
 
-import contextlib
 
 import chex
 import jax
@@ -16,13 +15,6 @@ T, B, I, H = 9, 4, 3, 5
 TOL = dict(rtol=1e-5, atol=1e-5)
 RUNS = {"parallel": parallel.run, "sequential": parallel.run_sequential}
 
-
-@pytest.fixture(autouse=True)
-def _strict():
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.numpy_dtype_promotion("strict"))
-        stack.enter_context(jax.numpy_rank_promotion("raise"))
-        yield
 
 
 def make(kind, seed=0, sign=1.0):
