@@ -6,8 +6,10 @@ TensorFlow; these tests also check that TensorFlow is never imported on the way.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -19,6 +21,13 @@ from seqjax.data.tfds_source import tfds_feature_names
 tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(autouse=True)
+def _temp_files_under_tmp_path(tmp_path, monkeypatch):
+    # mock_data makes its own temporary folders and leaves them behind; keep them in pytest's
+    # tmp_path (pruned automatically) instead of the system temp directory.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def test_imdb_reviews_through_mock_tfds(tmp_path):
@@ -96,8 +105,10 @@ def test_tfds_path_never_imports_tensorflow(tmp_path):
         print("no-tensorflow-ok")
         """
     )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no-tensorflow-ok" in result.stdout
