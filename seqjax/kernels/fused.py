@@ -69,6 +69,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from seqjax.cells import CellSpec, LSTMCarry, RNNCarry, add_bias, input_projection
+from seqjax.kernels.scan import where_per_example
 from seqjax.types import Array
 
 SECOND_ORDER_ERROR = (
@@ -80,8 +81,6 @@ SECOND_ORDER_ERROR = (
 # ----------------------------------------------------------------------------- helpers
 
 
-_bias = add_bias
-_project = input_projection  # exactly what cell.project computes
 
 
 def _mm_t(a: Array, w: Array) -> Array:
@@ -95,15 +94,6 @@ def _outer_sum(a: Array, d: Array, dtype) -> Array:
     d2 = d.reshape(-1, d.shape[-1]).astype(a.dtype)
     out = lax.dot_general(a2, d2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
     return out.astype(dtype)
-
-
-def _where(pred: Array, on_true, on_false):
-    """Per-example select; ``pred [B]`` broadcasts over each leaf's trailing dims."""
-
-    def select(a, b):
-        return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree.map(select, on_true, on_false)
 
 
 def _zeros(tree):
@@ -182,7 +172,7 @@ def _gru_forward(spec, params, xw, carry_in):
     w_h = params.w_h.astype(xw.dtype)
     H = spec.hidden_size
     if spec.reset_after:
-        h_r, h_z, h_n = jnp.split(_bias(h_in @ w_h, params.b_h), 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(add_bias(h_in @ w_h, params.b_h), 3, axis=-1)
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
         n = jnp.tanh(x_n + r * h_n)
@@ -224,7 +214,7 @@ def _gru_recurrent_grads(spec, params, xs, acts, carry_in, dzx, dzh):
                 "b_h": jnp.sum(dzh, axis=(0, 1), dtype=jnp.float32)}
     H = spec.hidden_size
     if acts is None:  # remat saved no gates: recompute r for all steps at once (n is unused)
-        xw = _project(params, xs).astype(carry_in.h.dtype)
+        xw = input_projection(params, xs).astype(carry_in.h.dtype)
         acts = _gru_forward(spec, params, xw, carry_in)[1]
     r = acts[0]
     w_rz = _outer_sum(carry_in.h, dzx[..., : 2 * H], jnp.float32)
@@ -277,17 +267,17 @@ def _hoist_input(platform: str) -> bool:
 def _forward(static: _Static, params, xs, mask, resets, carry0, *, save: bool):
     ops = _OPS[static.spec.kind]
     cdtype = jax.tree.leaves(carry0)[0].dtype
-    inputs = _project(params, xs) if static.hoist else xs
+    inputs = input_projection(params, xs) if static.hoist else xs
 
     def body(carry, inp):
         u_t, m_t, r_t = inp
-        carry_in = carry if r_t is None else _where(r_t, carry0, carry)
-        xw_t = u_t if static.hoist else _project(params, u_t)
+        carry_in = carry if r_t is None else where_per_example(r_t, carry0, carry)
+        xw_t = u_t if static.hoist else input_projection(params, u_t)
         new, acts = ops.forward(static.spec, params, xw_t.astype(cdtype), carry_in)
         y_t = new.h
         if m_t is not None:
-            new = _where(m_t, new, carry)
-            y_t = _where(m_t, y_t, jnp.zeros_like(y_t))
+            new = where_per_example(m_t, new, carry)
+            y_t = where_per_example(m_t, y_t, jnp.zeros_like(y_t))
         y_t = y_t.astype(xs.dtype)
         if not save:
             return new, y_t
@@ -323,24 +313,24 @@ def _fused_bwd(static: _Static, res, cts):
         d_carry, d_carry0 = state
         acts_t, u_t, carry_in_t, dy_t, m_t, r_t = inp
         if acts_t is None:  # remat: recompute this step's gates from the carry saved for it
-            xw_t = u_t if static.hoist else _project(params, u_t)
+            xw_t = u_t if static.hoist else input_projection(params, u_t)
             acts_t = ops.forward(spec, params, xw_t.astype(cdtype), carry_in_t)[1]
         d_new = d_carry._replace(h=d_carry.h + dy_t.astype(cdtype))
         if m_t is not None:
-            d_new = _where(m_t, d_new, _zeros(d_new))
+            d_new = where_per_example(m_t, d_new, _zeros(d_new))
         d_in, dzx_t, dzh_t = ops.backward(spec, params, acts_t, carry_in_t, d_new)
         if r_t is not None:
             # A reset step read carry0, not the previous carry.
-            d_carry0 = jax.tree.map(jnp.add, d_carry0, _where(r_t, d_in, _zeros(d_in)))
-            d_in = _where(r_t, _zeros(d_in), d_in)
+            d_carry0 = jax.tree.map(jnp.add, d_carry0, where_per_example(r_t, d_in, _zeros(d_in)))
+            d_in = where_per_example(r_t, _zeros(d_in), d_in)
         if m_t is not None:
             # A masked step passed the previous carry straight through.
-            d_in = _where(m_t, d_in, d_carry)
+            d_in = where_per_example(m_t, d_in, d_carry)
         return (d_in, d_carry0), (dzx_t, dzh_t)
 
     remat_inputs = None
     if acts is None:
-        remat_inputs = _project(params, xs) if static.hoist else xs
+        remat_inputs = input_projection(params, xs) if static.hoist else xs
     d_carry0_init = None if resets is None else _zeros(carry0)
     (d_first, d_carry0), (dzx, dzh) = lax.scan(
         body,

@@ -15,7 +15,7 @@ from jax import lax
 from seqjax.types import Array, Carry
 
 
-def _where(pred: Array, on_true, on_false):
+def where_per_example(pred: Array, on_true, on_false):
     """Per-example select; ``pred [B]`` broadcasts over each leaf's trailing dims."""
 
     def select(a, b):
@@ -55,11 +55,11 @@ def masked_scan(
 
     def body(carry, xs_t):
         x_t, m_t, r_t = xs_t
-        carry_in = carry if r_t is None else _where(r_t, carry0, carry)
+        carry_in = carry if r_t is None else where_per_example(r_t, carry0, carry)
         new_carry, y_t = step_fn(carry_in, x_t)
         if m_t is not None:
-            new_carry = _where(m_t, new_carry, carry)
-            y_t = _where(m_t, y_t, jnp.zeros_like(y_t))
+            new_carry = where_per_example(m_t, new_carry, carry)
+            y_t = where_per_example(m_t, y_t, jnp.zeros_like(y_t))
         return new_carry, y_t
 
     if remat:
