@@ -112,9 +112,9 @@ def test_second_order_gradient_raises_a_clear_error():
         g = jax.grad(loss, argnums=0)(params, xs, carry0)
         return sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(g))
 
-    with pytest.raises(NotImplementedError, match="does not support second-order gradients"):
+    with pytest.raises(NotImplementedError, match="not support second-order gradients"):
         jax.grad(grad_norm)(xs)
-    with pytest.raises(NotImplementedError, match="does not support second-order gradients"):
+    with pytest.raises(NotImplementedError, match="not support second-order gradients"):
         jax.hessian(lambda xs: loss(params, xs, carry0))(xs)
 
 

@@ -1,4 +1,5 @@
-"""The ``parallel`` backend: minGRU/minLSTM as a log-space associative scan; its sequential form."""
+"""minGRU/minLSTM kernels: ``parallel`` (log-space associative scan) and ``sequential`` (blocked
+scan with a custom VJP)."""
 
 
 import chex
@@ -9,26 +10,26 @@ import pytest
 from registry import random_params
 
 import seqjax as sj
-from seqjax.kernels import parallel, reference
+from seqjax.kernels import parallel, reference, sequential
 
 T, B, I, H = 9, 4, 3, 5
 TOL = dict(rtol=1e-5, atol=1e-5)
-RUNS = {"parallel": parallel.run, "sequential": parallel.run_sequential}
+RUNS = {"parallel": parallel.run, "sequential": sequential.run}
 
 
 
-def make(kind, seed=0, sign=1.0):
+def make(kind, seed=0, sign=1.0, time=T):
     cell = getattr(sj, kind)(H)
     params = random_params(cell, jax.random.key(seed), I)
-    xs = jax.random.normal(jax.random.key(seed + 1), (T, B, I))
+    xs = jax.random.normal(jax.random.key(seed + 1), (time, B, I))
     h0 = sign * jnp.abs(jax.random.normal(jax.random.key(seed + 2), (B, H)))
-    mask = jax.random.bernoulli(jax.random.key(seed + 3), 0.7, (T, B))
-    resets = jax.random.bernoulli(jax.random.key(seed + 4), 0.3, (T, B))
+    mask = jax.random.bernoulli(jax.random.key(seed + 3), 0.7, (time, B))
+    resets = jax.random.bernoulli(jax.random.key(seed + 4), 0.3, (time, B))
     return cell, params, xs, sj.cells.RNNCarry(h0), mask, resets
 
 
 def outputs_and_grads(run, cell, params, xs, carry0, mask, resets, reverse):
-    w_y = jax.random.normal(jax.random.key(9), (T, B, H))
+    w_y = jax.random.normal(jax.random.key(9), xs.shape[:2] + (H,))
 
     def call(params, xs, carry0):
         return run(cell, params, xs, mask, resets, carry0, reverse=reverse, unroll=1, remat=False)
@@ -54,6 +55,30 @@ def test_matches_reference(kind, flags, reverse, run):
     chex.assert_trees_all_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("time", [1, sequential.BLOCK, 2 * sequential.BLOCK + 3])
+@pytest.mark.parametrize("flags", ["none", "both"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
+def test_sequential_block_boundaries(kind, reverse, flags, time):
+    # One partial block, exactly one block, and blocks plus a padded remainder.
+    cell, params, xs, carry0, mask, resets = make(kind, time=time)
+    mask, resets = (mask, resets) if flags == "both" else (None, None)
+    args = (cell, params, xs, carry0, mask, resets, reverse)
+    chex.assert_trees_all_close(outputs_and_grads(sequential.run, *args),
+                                outputs_and_grads(reference.run, *args), **TOL)
+
+
+def test_sequential_second_order_gradient_raises_a_clear_error():
+    cell, params, xs, carry0, _, _ = make("min_gru")
+
+    def loss(xs):
+        return jnp.sum(sj.rnn(cell, params, xs, time_major=True, initial_carry=carry0,
+                              backend="sequential")[1] ** 2)
+
+    with pytest.raises(NotImplementedError, match="not support second-order gradients"):
+        jax.grad(lambda xs: jnp.sum(jax.grad(loss)(xs) ** 2))(xs)
+
+
 @pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
 def test_negative_initial_carry_is_exact(kind):
     # h0 never enters a log: h_t = alpha_t * h0 + beta_t.
@@ -63,8 +88,9 @@ def test_negative_initial_carry_is_exact(kind):
                                 outputs_and_grads(reference.run, *args), **TOL)
 
 
+@pytest.mark.parametrize("run", sorted(RUNS))
 @pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
-def test_long_sequences_stay_finite(kind):
+def test_long_sequences_stay_finite(kind, run):
     # Gate products over 2048 steps underflow to 0: log space must give -inf, not NaN.
     cell = getattr(sj, kind)(H)
     params = random_params(cell, jax.random.key(0), I, scale=2.0)
@@ -76,7 +102,7 @@ def test_long_sequences_stay_finite(kind):
                         remat=False)
         return jnp.mean(ys) + jnp.mean(carry.h)
 
-    got = jax.jit(jax.value_and_grad(lambda p: loss(parallel.run, p)))(params)
+    got = jax.jit(jax.value_and_grad(lambda p: loss(RUNS[run], p)))(params)
     want = jax.jit(jax.value_and_grad(lambda p: loss(reference.run, p)))(params)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(got))
     chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
@@ -92,9 +118,10 @@ def test_through_rnn_with_bfloat16_and_remat():
     chex.assert_trees_all_close(got, want, atol=2e-2, rtol=2e-2)
 
 
-def test_empty_sequence_keeps_carry():
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_empty_sequence_keeps_carry(run):
     cell, params, _, carry0, _, _ = make("min_lstm")
-    carry, ys = parallel.run(cell, params, jnp.zeros((0, B, I)), None, None, carry0,
+    carry, ys = RUNS[run](cell, params, jnp.zeros((0, B, I)), None, None, carry0,
                              reverse=False, unroll=1, remat=False)
     chex.assert_trees_all_equal(carry, carry0)
     assert ys.shape == (0, B, H)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax
 
-from seqjax.kernels import fused, hoisted, pallas, parallel, reference
+from seqjax.kernels import fused, hoisted, pallas, parallel, reference, sequential
 
 
 class Backend(NamedTuple):
@@ -28,7 +28,7 @@ BACKENDS: dict[str, Backend] = {
     "hoisted": Backend("hoisted", hoisted.run, hoisted.supports),
     "fused": Backend("fused", fused.run, fused.supports),
     "parallel": Backend("parallel", parallel.run, parallel.supports),
-    "sequential": Backend("sequential", parallel.run_sequential, parallel.supports),
+    "sequential": Backend("sequential", sequential.run, sequential.supports),
     "pallas": Backend("pallas", pallas.run, pallas.supports),
 }
 
@@ -41,14 +41,14 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
     """The backend ``backend="auto"`` picks for a cell on a platform.
 
     Rules (measured by ``make bench``; see experiments/results/bench/):
-    * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``sequential`` (the
-      same linear recurrence as a scan with a custom VJP) elsewhere.
+    * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``sequential`` (blocked
+      scan with a custom VJP, ``seqjax/kernels/sequential.py``) elsewhere.
       H100, JAX 0.11.2, fp32 training step ``jit(grad)``, parallel / hoisted / reference ms:
       S1 (B64 T128 I128 H256) min_gru 0.42 / 3.08 / 4.05, min_lstm 0.46 / 3.70 / 4.09;
       S4 (B16 T1024 I32 H64) min_gru 0.41 / 18.1 / 26.2, min_lstm 0.34 / 23.6 / 30.0.
-      2-core CPU, sequential / reference / hoisted ms (parallel: 2.5-8x slower than all three,
-      its exp/log pairs cost more than the scan saves): S1 min_gru 74 / 89 / 86, min_lstm
-      117 / 116 / 125; S4 min_gru 30 / 43 / 42, min_lstm 47 / 60 / 53. TPU is unmeasured.
+      2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 46 / 183 / 77 / 67,
+      min_lstm 56 / 292 / 109 / 91; S4 min_gru 20 / 86 / 37 / 20, min_lstm 25 / 149 / 61 / 57.
+      TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU with H <= 64: ``pallas`` (one kernel for the
       whole loop). H100 training step ms, pallas / hoisted / reference / torch cuDNN:
       B64 T128 I128 H32 lstm 0.58 / 3.79 / 4.37 / 1.49; H64 lstm 1.58 / 4.28 / 5.47 / 0.98,
