@@ -120,16 +120,20 @@ def _affine_scan(a, b, h, reverse: bool):
     than K dependent steps: XLA fuses a chain of K steps into one loop that recomputes the
     prefix of every output, which made 16-step blocks 5x slower than 4-step ones.
     """
-    if reverse:
-        a, b = a[::-1], b[::-1]
     shift = 1
     while shift < a.shape[0]:
-        a_prev = jnp.concatenate([jnp.ones_like(a[:shift]), a[:-shift]])
-        b_prev = jnp.concatenate([jnp.zeros_like(b[:shift]), b[:-shift]])
+        # Compose each step with the one ``shift`` steps earlier in processing order.
+        a_prev = _shift(a, jnp.ones_like(a[:shift]), later=reverse, by=shift)
+        b_prev = _shift(b, jnp.zeros_like(b[:shift]), later=reverse, by=shift)
         a, b = a * a_prev, a * b_prev + b
         shift *= 2
-    hs = a * h[None] + b
-    return hs[::-1] if reverse else hs
+    return a * h[None] + b
+
+
+def _shift(v, fill, later: bool, by: int = 1):
+    """``v`` moved ``by`` steps along axis 0, ``fill [by, ...]`` entering at the freed end:
+    ``later`` gives each step the value ``by`` steps after it, else ``by`` steps before it."""
+    return jnp.concatenate([v[by:], fill]) if later else jnp.concatenate([fill, v[:-by]])
 
 
 def _block_coefficients(static, params, x_blk, m_blk, r_blk, h0):
@@ -162,12 +166,6 @@ def _blocked(static: _Static, params, xs, mask, resets, h0):
 def _blocked_fwd(static, params, xs, mask, resets, h0):
     h_T, hs = _forward_blocks(static, params, xs, mask, resets, h0)
     return (h_T, hs), (params, xs, mask, resets, h0, hs)
-
-
-def _shift(v, fill, later: bool):
-    """``v`` moved one step along the block axis, ``fill [1, ...]`` entering at the freed end:
-    ``later`` gives each step its successor's value, else its predecessor's."""
-    return jnp.concatenate([v[1:], fill]) if later else jnp.concatenate([fill, v[:-1]])
 
 
 def _blocked_bwd(static: _Static, res, cts):
