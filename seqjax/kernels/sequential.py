@@ -241,8 +241,9 @@ def _blocks(v, n, block, pad, reverse):
 def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     """Blocked scan with a custom VJP; the time-major kernel signature of :func:`seqjax.rnn`.
 
-    ``unroll`` and ``remat`` change nothing here: a block is unrolled ``BLOCK`` steps already,
-    and the backward pass recomputes every activation from the inputs and the saved states.
+    ``unroll`` and ``remat`` change nothing here: a block's ``BLOCK`` steps already run as one
+    elementwise computation, and the backward pass recomputes every activation from the inputs
+    and the saved states.
     """
     del unroll, remat
     if not supports(cell.spec):
