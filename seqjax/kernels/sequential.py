@@ -68,11 +68,11 @@ def _coefficients(kind: str, xw):
     if kind == "min_gru":
         k_z, v = jnp.split(xw, 2, axis=-1)
         z = jax.nn.sigmoid(k_z)
-        return 1 - z, z * _g_and_slope(v)[0]
+        return 1 - z, z * positive_g(v)
     k_f, k_i, v = jnp.split(xw, 3, axis=-1)
     f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
     s = f + i
-    return f / s, i / s * _g_and_slope(v)[0]
+    return f / s, i / s * positive_g(v)
 
 
 def _coefficients_vjp(kind: str, xw, da, db):
@@ -255,7 +255,8 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     block = min(BLOCK, time)
     n = -(-time // block)
     pad = n * block - time
-    if pad and mask is None:
+    user_mask = mask
+    if pad and mask is None:  # the padded steps must be identities inside the kernel
         mask = jnp.ones((time, batch), bool)
     if resets is not None and mask is not None:
         resets = resets & mask
@@ -270,6 +271,6 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     hs = hs.reshape((n * block,) + hs.shape[2:])
     if pad:
         hs = hs[pad:] if reverse else hs[:time]
-    ys = hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros_like(hs))
+    ys = hs if user_mask is None else jnp.where(user_mask[..., None], hs, jnp.zeros_like(hs))
     return RNNCarry(h_T), ys.astype(xs.dtype)
 
