@@ -8,7 +8,7 @@ on blocks of ``K`` time steps inside one ``lax.scan``, keeping every intermediat
 cache:
 
     forward   per block: xw = x W + b (one [K*B, I] @ [I, G*H] matmul), a and b, then the
-              block's K steps of the recurrence (by recursive doubling, :func:`_affine_scan`);
+              block's K steps of the recurrence (an inner scan, :func:`_affine_scan`);
               it saves nothing but the states ``h`` (the inputs are saved anyway).
     backward  a reverse scan over blocks: recompute the block's xw, a, b; run the adjoint
               recurrence ``g_t = dh_t + a_{t+1} g_{t+1}`` backwards through the block (carrying
@@ -28,9 +28,12 @@ all steps, then the coefficients, then a per-step scan of ``h = a h + b`` with a
 each pass a ``[T, B, G*H]`` array through memory), at S1 (B64 T128 I128 H256): minGRU 43 vs 55,
 minLSTM 55 vs 76 (seqjax's LSTM, ``fused``: 161); at S4 (B16 T1024 I32 H64) the two tie (minGRU
 19.5 vs 20.2, minLSTM 26.6 vs 26.2). Recomputing the block's projection in the backward pass tied
-with saving it from the forward (44.6 and 57.7 ms at S1), so nothing but the states is saved.
-Block size at S1: 4, 8, 16, 32 steps gave minGRU 53, 51, 85, 94 ms: a block's intermediates
-(``K * B * G * H`` floats, 1 MiB at K = 8) must fit in the core's 1 MiB L2.
+with saving it from the forward (44.6 and 57.7 ms at S1), and lost once the backward's
+elementwise work got faster (minGRU 42.9 vs 36.0 ms), so nothing but the states is saved.
+Block size at S1, recurrence by recursive doubling: 4, 8, 16, 32 steps gave minGRU 53, 51, 85,
+94 ms (a block's intermediates, ``K * B * G * H`` floats, 1 MiB at K = 8, must fit in the core's
+1 MiB L2). With the inner scan, 16-step blocks tie with 8 (S1 minGRU 34.2 vs 35.9, minLSTM 49.9
+vs 50.4 ms; S4 15.1 vs 16.2, 22.3 vs 20.4), so 8 stays.
 """
 
 from __future__ import annotations
@@ -116,18 +119,17 @@ def _effective(a, b, valid_t, reset_t, h0):
 def _affine_scan(a, b, h, reverse: bool):
     """All ``h_k = a_k h_{k-1} + b_k`` over a block's axis 0 (last to first when ``reverse``).
 
-    Recursive doubling (Hillis-Steele: log2(K) elementwise levels over the whole block) rather
-    than K dependent steps: XLA fuses a chain of K steps into one loop that recomputes the
-    prefix of every output, which made 16-step blocks 5x slower than 4-step ones.
+    A ``lax.scan`` of K multiply-adds. Measured against recursive doubling (log2(K) elementwise
+    levels over the whole block), training step at S1 / S4: minGRU 34.7 vs 35.6 / 13.9 vs 14.4 ms,
+    minLSTM 46.6 vs 55.4 / 18.0 vs 26.4 ms. Written as K unrolled steps instead, XLA fuses the
+    chain into one loop that recomputes the prefix of every output (5x slower at K = 16).
     """
-    shift = 1
-    while shift < a.shape[0]:
-        # Compose each step with the one ``shift`` steps earlier in processing order.
-        a_prev = _shift(a, 1.0, later=reverse, by=shift)
-        b_prev = _shift(b, 0.0, later=reverse, by=shift)
-        a, b = a * a_prev, a * b_prev + b
-        shift *= 2
-    return a * h[None] + b
+
+    def step(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return lax.scan(step, h, (a, b), reverse=reverse)[1]
 
 
 def _shift(v, fill, later: bool, by: int = 1):
