@@ -55,12 +55,14 @@ def test_matches_reference(kind, flags, reverse, run):
     chex.assert_trees_all_close(got, want, **TOL)
 
 
-@pytest.mark.parametrize("time", [1, sequential.BLOCK, 2 * sequential.BLOCK + 3])
+@pytest.mark.parametrize("blocks", [0, 1, 2])
 @pytest.mark.parametrize("flags", ["none", "both"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
-def test_sequential_block_boundaries(kind, reverse, flags, time):
+def test_sequential_block_boundaries(kind, reverse, flags, blocks):
     # One partial block, exactly one block, and blocks plus a padded remainder.
+    block = sequential.BLOCK[kind]
+    time = [1, block, 2 * block + 3][blocks]
     cell, params, xs, carry0, mask, resets = make(kind, time=time)
     mask, resets = (mask, resets) if flags == "both" else (None, None)
     args = (cell, params, xs, carry0, mask, resets, reverse)
@@ -144,7 +146,7 @@ def test_auto_uses_parallel_for_min_cells_on_gpu_only():
 
 @pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
 def test_sequential_bfloat16_gradients_close_to_reference(kind):
-    cell, params, xs, carry0, mask, resets = make(kind, time=2 * sequential.BLOCK + 3)
+    cell, params, xs, carry0, mask, resets = make(kind, time=2 * sequential.BLOCK[kind] + 3)
     xs16 = xs.astype(jnp.bfloat16)
 
     def grads(run):

@@ -46,8 +46,8 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
       H100, JAX 0.11.2, fp32 training step ``jit(grad)``, parallel / hoisted / reference ms:
       S1 (B64 T128 I128 H256) min_gru 0.42 / 3.08 / 4.05, min_lstm 0.46 / 3.70 / 4.09;
       S4 (B16 T1024 I32 H64) min_gru 0.41 / 18.1 / 26.2, min_lstm 0.34 / 23.6 / 30.0.
-      2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 38 / 186 / 75 / 73,
-      min_lstm 57 / 333 / 120 / 108; S4 min_gru 18 / 96 / 40 / 35, min_lstm 20 / 157 / 61 / 58.
+      2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
+      min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43.
       TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU with H <= 64: ``pallas`` (one kernel for the
       whole loop). H100 training step ms, pallas / hoisted / reference / torch cuDNN:

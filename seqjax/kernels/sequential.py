@@ -28,14 +28,18 @@ all steps, then the coefficients, then a per-step scan of ``h = a h + b`` with a
 each pass a ``[T, B, G*H]`` array through memory), at S1 (B64 T128 I128 H256): minGRU 43 vs 55,
 minLSTM 55 vs 76 (seqjax's LSTM, ``fused``: 161); at S4 (B16 T1024 I32 H64) the two tie (minGRU
 19.5 vs 20.2, minLSTM 26.6 vs 26.2). With the inner-scan recurrence and the pad-and-add shift
-(:func:`_shift`), ``make bench`` on 2026-11-23: S1 minGRU 36, minLSTM 49 against seqjax's LSTM 162
-(4.5x, 3.3x). Recomputing the block's projection in the backward pass tied
-with saving it from the forward (44.6 and 57.7 ms at S1), and lost once the backward's
+(:func:`_shift`) and the block sizes below, ``make bench`` on 2026-11-23: S1 minGRU 38, minLSTM 46
+against seqjax's LSTM 160 (4.2x, 3.5x).
+
+Recomputing the block's projection in the backward pass tied with saving it from the forward (44.6 and 57.7 ms at S1), and lost once the backward's
 elementwise work got faster (minGRU 42.9 vs 36.0 ms), so nothing but the states is saved.
-Block size at S1, recurrence by recursive doubling: 4, 8, 16, 32 steps gave minGRU 53, 51, 85,
-94 ms (a block's intermediates, ``K * B * G * H`` floats, 1 MiB at K = 8, must fit in the core's
-1 MiB L2). With the inner scan, 16-step blocks tie with 8 (S1 minGRU 34.2 vs 35.9, minLSTM 49.9
-vs 50.4 ms; S4 15.1 vs 16.2, 22.3 vs 20.4), so 8 stays.
+
+Block size (:data:`BLOCK`). With the recurrence by recursive doubling, 4, 8, 16, 32 steps gave
+minGRU 53, 51, 85, 94 ms at S1. With the inner scan, 16 steps against 8 through ``rnn()``,
+interleaved (the machine's state moved whole runs by up to 2x): S1 minGRU 31.1 vs 32.5, 52.6 vs
+56.8 ms, minLSTM 54.7 vs 46.1, 88.9 vs 87.6; S4 minGRU 13.3 vs 14.4, 14.2 vs 15.1, minLSTM 18.7
+vs 18.1, 24.7 vs 18.8. 32 steps tie with 16 for minGRU and lose for minLSTM (S1 66.4 vs 51.9 ms
+against 16).
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ from seqjax.kernels.fused import _first_order_only, _mm_t
 
 _KINDS = ("min_gru", "min_lstm")
 
-#: Time steps per block (see the measurements above).
-BLOCK = 8
+#: Time steps per block, per cell (see the measurements above).
+BLOCK = {"min_gru": 16, "min_lstm": 8}
 
 
 def supports(spec) -> bool:
@@ -268,7 +272,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     time, batch = xs.shape[:2]
     if time == 0:
         return carry0, jnp.zeros((0, *h0.shape), xs.dtype)
-    block = min(BLOCK, time)
+    block = min(BLOCK[cell.spec.kind], time)
     n = -(-time // block)
     pad = n * block - time
     user_mask = mask
