@@ -31,8 +31,9 @@ minLSTM 55 vs 76 (seqjax's LSTM, ``fused``: 161); at S4 (B16 T1024 I32 H64) the 
 (:func:`_shift`) and the block sizes below, ``make bench`` on 2026-11-23: S1 minGRU 38, minLSTM 46
 against seqjax's LSTM 160 (4.2x, 3.5x).
 
-Recomputing the block's projection in the backward pass tied with saving it from the forward (44.6 and 57.7 ms at S1), and lost once the backward's
-elementwise work got faster (minGRU 42.9 vs 36.0 ms), so nothing but the states is saved.
+Recomputing the block's projection in the backward pass tied with saving it from the forward
+(44.6 and 57.7 ms at S1), and lost once the backward's elementwise work got faster (minGRU 42.9
+vs 36.0 ms), so nothing but the states is saved.
 
 Block size (:data:`BLOCK`). With the recurrence by recursive doubling, 4, 8, 16, 32 steps gave
 minGRU 53, 51, 85, 94 ms at S1. With the inner scan, 16 steps against 8 through ``rnn()``,
