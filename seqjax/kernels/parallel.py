@@ -26,11 +26,11 @@ Measured: training step ``jit(grad)`` of ``mean(ys**2)`` through ``seqjax.rnn``,
 interleaved in one run per platform); ``hoisted``/``reference`` run the cell's own ``step``::
 
                                    parallel  sequential  hoisted  reference
-    2-core CPU (JAX 0.10.2)
-      S1 B64 T128 I128 H256 min_gru     183        46         77       67
-                            min_lstm    292        56        109       91
-      S4 B16 T1024 I32 H64  min_gru      86        20         37       20
-                            min_lstm    149        25         61       57
+    2-core CPU (JAX 0.10.2, 2026-11-23)
+      S1 B64 T128 I128 H256 min_gru     169        34         71       68
+                            min_lstm    298        53        109       92
+      S4 B16 T1024 I32 H64  min_gru      78        14         34       19
+                            min_lstm    142        19         49       43
     H100 (JAX 0.11.2; ``sequential`` there was an earlier whole-sequence form)
       S1                    min_gru     0.42      5.3        3.1      4.1
                             min_lstm    0.46      4.0        3.7      4.1

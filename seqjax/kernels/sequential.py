@@ -54,15 +54,10 @@ from jax import lax
 
 from seqjax.cells import RNNCarry, input_projection, positive_g
 from seqjax.kernels.fused import _first_order_only, _mm_t
-
-_KINDS = ("min_gru", "min_lstm")
+from seqjax.kernels.parallel import _KINDS, supports
 
 #: Time steps per block, per cell (see the measurements above).
 BLOCK = {"min_gru": 16, "min_lstm": 8}
-
-
-def supports(spec) -> bool:
-    return spec.kind in _KINDS
 
 
 # ----------------------------------------------------------------------------- coefficients
@@ -109,7 +104,6 @@ def _coefficients_vjp(kind: str, xw, da, db):
 class _Static(NamedTuple):
     kind: str
     reverse: bool
-    block: int
 
 
 def _effective(a, b, valid_t, reset_t, h0):
@@ -139,19 +133,29 @@ def _affine_scan(a, b, h, reverse: bool):
     return lax.scan(step, h, (a, b), reverse=reverse)[1]
 
 
+def _adjoint_scan(a, dh, m, reverse: bool):
+    """The adjoint of :func:`_affine_scan`: ``g_k = dh_k + a_{k+1} g_{k+1}`` over a block, run
+    in the opposite order, with ``m`` the ``a g`` entering from the next block. Returns the
+    ``a g`` leaving through the block's first step, and all ``g``."""
+
+    def step(m, a_dh):
+        g = a_dh[1] + m
+        return a_dh[0] * g, g
+
+    return lax.scan(step, m, (a, dh), reverse=reverse)
+
+
 def _shift(v, fill, later: bool):
     """``v`` moved one step along axis 0, ``fill`` entering at the freed end: ``later`` gives each
     step the value one step after it, else the one before it.
 
-    ``fill`` is a scalar or a ``[1, ...]`` array. An array enters by padding and adding, not by
-    concatenation: XLA:CPU emits a concatenate of two arrays inside a fusion as a per-element
-    branch that defeats vectorisation, and the backward's main fusion (which reads ``h_{t-1}``
-    through this shift) ran 7x slower with it (minGRU training step at S1: 47 vs 38 ms).
+    ``fill`` is a ``[1, ...]`` array. It enters by padding and adding, not by concatenation:
+    XLA:CPU emits a concatenate of two arrays inside a fusion as a per-element branch that defeats
+    vectorisation, and the backward's main fusion (which reads ``h_{t-1}`` through this shift) ran
+    7x slower with it (minGRU training step at S1: 47 vs 38 ms).
     """
     rest = [(0, 0)] * (v.ndim - 1)
     kept, freed = (v[1:], (0, 1)) if later else (v[:-1], (1, 0))
-    if jnp.ndim(fill) == 0:
-        return jnp.pad(kept, [freed] + rest, constant_values=fill)
     placed = jnp.pad(fill, [(len(v) - 1, 0) if later else (0, len(v) - 1)] + rest)
     return jnp.pad(kept, [freed] + rest) + placed
 
@@ -201,12 +205,8 @@ def _blocked_bwd(static: _Static, res, cts):
         m, d_w, d_b, d_h0 = state
         x_blk, m_blk, r_blk, hs_blk, h_in, dh_blk = blk
         xw, a, a_eff, _ = _block_coefficients(static, params, x_blk, m_blk, r_blk, h0)
-        # Adjoint: g_t = dh_t + a_eff,next(t) g_next(t); the block's last step (processing
-        # order) receives m = a_eff g from the next block's first step.
-        a_next = _shift(a_eff, 1.0, later=not rev)
-        g = _affine_scan(a_next, dh_blk, m, reverse=not rev)
-        first = g[-1] if rev else g[0]
-        m = (a_eff[-1] if rev else a_eff[0]) * first
+        # m carries a_eff g from the next block's first step (processing order).
+        m, g = _adjoint_scan(a_eff, dh_blk, m, reverse=not rev)
         h_prev = _shift(hs_blk, h_in[None], later=rev)
         da, db = g * h_prev, g
         if r_blk is not None:
@@ -280,7 +280,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
         mask = jnp.ones((time, batch), bool)
     if resets is not None and mask is not None:
         resets = resets & mask
-    static = _Static(cell.spec.kind, bool(reverse), block)
+    static = _Static(cell.spec.kind, bool(reverse))
     h_T, hs = _blocked(
         static, params,
         _blocks(xs, n, block, pad, reverse),
