@@ -35,18 +35,20 @@ def outputs_and_grads(run, cell, params, xs, carry0, mask, resets, reverse):
     return jax.jit(call)(params, xs, carry0), value_and_grads(params, xs, carry0)
 
 
-# (T, B, H, block_b, block_h, flags, reverse): several batch programs and hidden blocks included.
+# (T, B, H, block_b, block_h, k_chunk, flags, reverse): several batch programs, hidden tiles
+# and slices of the contracted axis included.
 CASES = [
-    (4, 3, 5, 16, None, False, False),
-    (4, 8, 16, 4, 8, True, True),
-    (3, 5, 12, 4, 8, True, False),
+    (4, 3, 5, 16, None, None, False, False),
+    (4, 8, 16, 4, 8, None, True, True),
+    (3, 5, 12, 4, 8, None, True, False),
+    (3, 6, 20, 4, 16, 8, True, True),
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_interpreted_kernel_matches_reference(kind, case):
-    time, batch, hidden, block_b, block_h, flags, reverse = case
+    time, batch, hidden, block_b, block_h, k_chunk, flags, reverse = case
     cell = CELLS[kind](hidden)
     params = random_params(cell, jax.random.key(0), I)
     xs = jax.random.normal(jax.random.key(1), (time, batch, I))
@@ -57,7 +59,8 @@ def test_interpreted_kernel_matches_reference(kind, case):
         resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
 
     def run(*a, **k):
-        return pallas.run(*a, **k, interpret=True, block_b=block_b, block_h=block_h)
+        return pallas.run(*a, **k, interpret=True, block_b=block_b, block_h=block_h,
+                          k_chunk=k_chunk)
 
     args = (cell, params, xs, carry0, mask, resets, reverse)
     got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
@@ -89,4 +92,47 @@ def test_auto_never_picks_pallas_on_cpu():
         for hidden in (8, 64, 256):
             assert sj.kernels.auto_backend(make(hidden).spec, "cpu") != "pallas"
     assert sj.kernels.auto_backend(sj.lstm(32).spec, "gpu") == "pallas"
+    assert sj.kernels.auto_backend(sj.gru(128).spec, "gpu") == "pallas"
     assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu") != "pallas"
+
+
+def plan(batch, hidden, cores=132, interpret=False, **knobs):
+    block_b, block_h, h_pad, split, _, k_chunk = pallas._plan(
+        batch, hidden, cores, interpret, **knobs)
+    return dict(block_b=block_b, block_h=block_h, h_pad=h_pad, split=split, k_chunk=k_chunk)
+
+
+def test_default_tiling_small_hidden_is_one_program_per_batch_block():
+    assert plan(64, 64) == dict(block_b=16, block_h=32, h_pad=64, split=1, k_chunk=None)
+    assert plan(64, 256, interpret=True)["split"] == 1
+
+
+def test_default_tiling_splits_large_hidden_over_resident_programs():
+    assert plan(64, 256) == dict(block_b=16, block_h=16, h_pad=256, split=16, k_chunk=64)
+    assert plan(128, 512)["split"] == 16  # 8 batch blocks x 16 programs <= 132 SMs
+    for batch in (1, 16, 100, 512, 4096):
+        for hidden in (65, 128, 200, 1024):
+            for cores in (1, 8, 132):
+                p = plan(batch, hidden, cores)
+                groups = -(-batch // p["block_b"])
+                tiles = p["h_pad"] // p["block_h"]
+                assert tiles % p["split"] == 0 and p["split"] & (p["split"] - 1) == 0
+                assert p["split"] == 1 or p["split"] * groups <= cores
+
+
+@pytest.mark.parametrize("knobs, match", [
+    (dict(block_h=24), "block_h"),
+    (dict(block_h=8), "block_h"),
+    (dict(k_chunk=48), "k_chunk"),
+    (dict(split=3), "split"),
+    (dict(split=32), "split must divide"),
+    (dict(split=16, block_b=8), "resident"),  # 8 batch blocks x 16 programs > 100 SMs
+])
+def test_bad_tiling_is_a_clear_error(knobs, match):
+    with pytest.raises(ValueError, match=match):
+        plan(64, 256, cores=100, **knobs)
+
+
+def test_split_needs_a_gpu():
+    with pytest.raises(ValueError, match="split > 1 needs a GPU"):
+        plan(64, 256, interpret=True, split=2)

@@ -49,12 +49,14 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
       2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
       min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43.
       TPU is unmeasured.
-    * LSTM and GRU (``reset_after=True``) on GPU with H <= 64: ``pallas`` (one kernel for the
-      whole loop). H100 training step ms, pallas / hoisted / reference / torch cuDNN:
-      B64 T128 I128 H32 lstm 0.58 / 3.79 / 4.37 / 1.49; H64 lstm 1.58 / 4.28 / 5.47 / 0.98,
-      gru 1.28 / 3.91 / 5.32 / 1.23; B16 T1024 I32 H64 lstm 10.3 / 31.2 / 35.9 / 1.9. At H128
-      it ties ``hoisted`` (lstm 5.2 vs 4.2 ms) and at H256 the per-program weight stream makes
-      it 10x slower, so larger H keeps the rules below. Never on CPU (interpreted there).
+    * LSTM and GRU (``reset_after=True``) on GPU with H <= 128: ``pallas`` (persistent kernels,
+      the hidden units split over SMs with a barrier per step; ``seqjax/kernels/pallas.py``).
+      H100 training step ms, pallas / fused / reference / torch cuDNN: B64 T128 I128 H32 lstm
+      1.09 / 3.28 / 5.37 / 1.76; H64 lstm 1.98 / 3.57 / 5.76 / 1.60, gru 1.73 / 3.06 / 5.60 /
+      1.60; S2 (H128) lstm 9.12 / 12.61 / 21.50 / 2.73, gru 7.63 / 12.55 / 21.60 / 2.60; S4
+      (H64) lstm 14.18 / 23.69 / 37.13 / 1.82. At H256 ``fused`` is as fast or faster (S1 lstm
+      3.67 vs 4.14, gru 3.46 vs 3.41) and at H512 pallas is 20x slower (S3 lstm 34.7 vs 1.6),
+      so larger H keeps the rule below. Never on CPU (interpreted there).
     * Otherwise SimpleRNN, LSTM and GRU (both forms) on CPU and GPU: ``fused`` (custom VJP; the
       weight gradients are single big matmuls; see ``seqjax/kernels/fused.py``). fp32 training
       step ms, fused / reference / hoisted / torch, interleaved in one run per platform:
@@ -77,7 +79,7 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
         return "parallel" if platform == "gpu" else "sequential"
     if remat:
         return "reference"
-    if platform == "gpu" and pallas.supports(spec) and spec.hidden_size <= 64:
+    if platform == "gpu" and pallas.supports(spec) and spec.hidden_size <= 128:
         return "pallas"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"

@@ -1,18 +1,24 @@
-"""LSTM and GRU as one Pallas kernel over the whole sequence (forward), and one for the backward.
+"""LSTM and GRU as one persistent Pallas kernel for the forward and one for the backward.
 
-Scheme. The input projection ``xs @ w_x + b`` for all steps is one XLA matmul outside the kernel.
-The forward kernel then runs the whole time loop in a single launch: program ``p`` of the
-grid owns a block of ``block_b`` batch rows and, at each step, computes ``h_{t-1} @ w_h`` gate by
-gate in blocks of ``block_h`` hidden units, so no step pays a kernel launch. The carry passes
-between the blocks of a step through a global buffer that stays in L1/L2, and ``w_h`` is re-read
-every step: for small H it stays in the SM's caches; at H=256 its 1 MiB does not fit one SM and
-streams from L2. It writes the carry of every step (in processing order), the activated gates
-(the residuals) and the masked outputs.
+Scheme (cuDNN's persistent RNN). The input projection ``xs @ w_x + b`` for all steps is one XLA
+matmul outside the kernels. The forward kernel runs the whole time loop in a single launch over
+a grid of ``(split, batch blocks)`` programs: program ``(j, b)`` owns ``block_b`` batch rows and
+``H / split`` hidden units (all gates of them), ``block_h`` units per tile. At each step it reads
+the whole carry ``h_{t-1}`` of its rows, multiplies it by its own columns of ``w_h`` (in
+``k_chunk``-unit slices of the contracted axis), applies the cell and writes its units of
+``h_t``. Then the ``split`` programs of a batch block wait for each other: one atomic counter per
+batch block, which each program increments once per step and polls until all have (the
+grid-wide barrier; every program of a batch block must be resident at once, so ``split x
+batch blocks`` is capped at the SM count). Each step thus streams only ``1 / split`` of
+``w_h`` through an SM. The kernel writes the carry of every step (in processing order), the
+activated gates (the residuals) and the masked outputs; the LSTM cell state stays in registers.
 
-The backward is a ``custom_vjp``: a second kernel runs the reverse recurrence the same way,
-producing the per-step gate gradients ``dz_t`` (which are also the input projection's cotangent)
-and ``d carry0``; ``d w_h = sum_t h_{t-1}^T dz_t`` and the bias gradient are then single big
-matmuls/reductions in XLA, and autodiff of ``cell.project`` gives ``d w_x``, ``d b``, ``d xs``.
+The backward is a ``custom_vjp``: a second kernel runs the reverse recurrence with the same
+split. Program ``(j, b)`` computes the gate gradients ``dz_t`` of its units (which are also the
+input projection's cotangent), waits for its batch block, then forms its units of
+``dh_{t-1} = dz_t w_h^T`` from everyone's ``dz_t``; ``d carry0`` falls out at the end.
+``d w_h = sum_t h_{t-1}^T dz_t`` and the bias gradient are single big matmuls/reductions in
+XLA, and autodiff of ``cell.project`` gives ``d w_x``, ``d b``, ``d xs``.
 
 Masks, resets and direction are handled inside the kernels exactly as ``masked_scan``: a masked
 step keeps the carry and emits zeros; an (effective, i.e. valid) reset replaces the carry by
@@ -24,33 +30,48 @@ Supported: ``lstm`` and ``gru`` with ``reset_after=True`` (the cuDNN form). ``gr
 False)`` needs a second, dependent matmul per step and is left to the other backends.
 
 Platforms: on GPU the kernels lower through Triton; elsewhere (CPU) they run with
-``pallas_call(..., interpret=True)``: correct but slow, for tests only, and ``backend="auto"``
-never picks this backend on CPU. ``jax.experimental.pallas`` is imported lazily, so the library
-imports without it.
+``pallas_call(..., interpret=True)``: correct but slow, for tests only (programs run one after
+another there, so ``split`` is 1), and ``backend="auto"`` never picks this backend on CPU.
+``jax.experimental.pallas`` is imported lazily, so the library imports without it.
 
-Measured on one H100 (JAX 0.11.2, Triton lowering, fp32 with TF32 dots; training step
-``jit(grad)``, ms, median; torch 2.11 ``nn.LSTM``/``nn.GRU`` with cuDNN 9.19, TF32 allowed)::
+Measured on one H100 (``python experiments/bench_pallas_gpu.py``; JAX 0.11.2, Triton lowering,
+fp32 with TF32 dots; training step ``jit(grad)`` of ``mean(ys**2)``, ms, median, interleaved
+within each shape; torch 2.11 ``nn.LSTM``/``nn.GRU`` with cuDNN, TF32 allowed)::
 
-                               pallas   hoisted  reference  torch cuDNN
-    B64 T128 I128 H32  lstm     0.58      3.79     4.37        1.49
-                       gru      0.55      3.63     5.45        1.57
-    B64 T128 I128 H64  lstm     1.58      4.28     5.47        0.98
-                       gru      1.28      3.91     5.32        1.23
-    B16 T1024 I32 H64  lstm    10.3      31.2     35.9         1.9
-    B64 T128 I128 H128 lstm     5.2       4.2      5.0         1.7
-    S1 B64 T128 I128 H256 lstm  57.8      4.4      5.6         4.6   (forward alone: 49 ms)
+                                  pallas  fused  hoisted  reference  torch cuDNN
+    S1 B64 T128 I128 H256   lstm   4.14   3.67    4.63     6.55       6.44  (pallas fwd 2.23)
+                            gru    3.41   3.46    4.27     6.29       5.59  (pallas fwd 1.75)
+    S2 B32 T512 I64 H128    lstm   9.12  12.61   15.61    21.50       2.73
+                            gru    7.63  12.55   14.69    21.60       2.60  (k_chunk None)
+    S3 B128 T32 I64 H512    lstm  34.66   1.61    1.96     2.59       3.47
+    S4 B16 T1024 I32 H64    lstm  14.18  23.69   28.90    37.13       1.82
+                            gru   11.94  22.52   24.87    38.69       2.25
+    B64 T128 I128 H64       lstm   1.98   3.57    4.55     5.76       1.60
+                            gru    1.73   3.06    4.19     5.60       1.60
+    B64 T128 I128 H32       lstm   1.09   3.28    4.49     5.37       1.76
+                            gru    0.92   3.03    3.69     5.75       1.34
 
-Small H is where it wins: 3-8x over ``reference`` and below cuDNN at H32. At H256 each program
-streams all of ``w_h`` (1 MiB) through one SM every step (and, not profiled, probably
-spills registers), so it is 10x
-slower than ``reference``; beating cuDNN there needs the hidden units split across programs with
-a grid-wide barrier per step (the cuDNN persistent-RNN scheme), which this kernel does not do.
-Errors against ``reference`` on GPU are TF32-level (relative 1e-4 to 5e-4).
+What the tile sweep at S1 showed (LSTM, ms; ``(block_b, block_h, split, num_warps, k_chunk)``):
+with the contracted axis whole, 16-row blocks were very slow (``(16,16,16,4)`` 22.6, forward
+alone 21.3; one program per batch block ``(16,32,1,4)`` 102; 2 warps at 64 rows 62.6) while
+64-row blocks were not (``(64,16,16,4)`` 4.8). The likely reason (not profiled): only from 64
+rows do Triton's Hopper matmuls (wgmma) take the ``[rows, H]`` carry from shared memory; below
+that each warp holds it in registers, which at H=256 would spill. Slicing the contracted axis
+(``k_chunk=64``) fixed the small blocks: ``(16,16,16,4,64)`` 4.14, ``(16,32,8,4,64)`` 4.07,
+against ``(64,16,16,8)`` 6.06 in the same run. At H <= 64 one program per batch block needs no
+barrier and stays the default.
+
+Software pipelining (``num_stages > 1``) is off: it loaded the next step's carry before the
+barrier that makes it valid (wrong results at H64 in a first try). Errors against
+``reference`` on GPU are TF32-level (relative 1e-4 to 2e-4), masks, resets, both directions
+and split/unsplit included. S3 (B128, H512: 8 batch blocks, 2 tiles per program) is far off
+and was not investigated; ``auto`` keeps ``fused`` there.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -110,103 +131,150 @@ def _gru_backward(res, h_in, c_in, c_new, dh, dc):
     return (dr, dz, dn), (dr, dz, dn * r), dh * z, None
 
 
-# Triton launch settings (measured on an H100; see the module docstring).
-_NUM_WARPS = 4
-_NUM_STAGES = 3
-
 _CELLS = {"lstm": (4, 4, True, _lstm_forward, _lstm_backward),
           "gru": (3, 4, False, _gru_forward, _gru_backward)}
+_LINE = 32  # int32 words per 128-byte cache line
+
+
+class _Config(NamedTuple):
+    """Static kernel configuration (hashable: it is a ``custom_vjp`` nondiff argument)."""
+
+    kind: str
+    time: int
+    block_b: int  # batch rows per program
+    block_h: int  # hidden units per gate tile (Triton's dot needs >= 16)
+    hidden: int  # padded hidden size, a multiple of block_h * split
+    k_chunk: int | None  # contract h @ w_h in chunks of this many units (None: all at once)
+    split: int  # programs sharing one batch block, each owning hidden // split units
+    num_warps: int
+    reverse: bool
+    interpret: bool
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-def _barrier(interpret: bool):
-    # Blocks of h written by one gate block are read by all of them at the next phase: the CTA's
-    # threads must see each other's global stores. Interpreted programs run sequentially.
-    if not interpret:
-        from jax.experimental.pallas import triton as plgpu
+def _my_columns(cfg):
+    """The hidden-unit tiles this program owns: ``hidden // split`` units, ``block_h`` at a time."""
+    from jax.experimental import pallas as pl
 
-        plgpu.debug_barrier()
+    tiles = cfg.hidden // cfg.block_h // cfg.split
+    first = pl.program_id(0) * tiles
+    return [pl.ds((first + k) * cfg.block_h, cfg.block_h) for k in range(tiles)]
+
+
+def _sync(cfg, counters_ref, phase):
+    """Wait until every program of this batch block has finished ``phase``.
+
+    Within a program the threads must see each other's global stores (a CTA barrier). With
+    ``split > 1`` the programs of a batch block also wait for each other: each adds one to its
+    block's counter (an acquire-release atomic at GPU scope, issued once per program) and spins
+    until the counter reaches ``split * (phase + 1)``. Interpreted programs run one after the
+    other, so they never split.
+    """
+    if cfg.interpret:
+        return
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plgpu
+
+    plgpu.debug_barrier()
+    if cfg.split == 1:
+        return
+    counter = (pl.program_id(1), 0)
+    plgpu.atomic_add(counters_ref, counter, 1)
+    target = cfg.split * (phase + 1)
+    lax.while_loop(lambda seen: seen < target,
+                   lambda _: plgpu.atomic_add(counters_ref, counter, 0), jnp.int32(0))
+    plgpu.debug_barrier()
+
+
+def _dot(a, b, transpose_b=False):
+    """``a @ b`` (or ``a @ b.T``) accumulated in float32."""
+    dims = (((1,), (1 if transpose_b else 0,)), ((), ()))
+    return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def _chunks(cfg):
+    """Slices of the contracted hidden axis, ``k_chunk`` units each."""
+    from jax.experimental import pallas as pl
+
+    k = cfg.k_chunk or cfg.hidden
+    return [pl.ds(i, k) for i in range(0, cfg.hidden, k)]
 
 
 def _forward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    kind, time, block_b, block_h, hidden, reverse, interpret = cfg
-    gates, n_res, has_c, fwd, _ = _CELLS[kind]
+    gates, n_res, has_c, fwd, _ = _CELLS[cfg.kind]
     xw_ref, w_ref, bh_ref, h0_ref, c0_ref, valid_ref, reset_ref = refs[:7]
-    ys_ref, hseq_ref, cseq_ref, res_ref = refs[7:]
-    rows = pl.ds(pl.program_id(0) * block_b, block_b)
-    blocks = [pl.ds(j * block_h, block_h) for j in range(hidden // block_h)]
-    full = pl.ds(0, hidden)
+    ys_ref, hseq_ref, cseq_ref, res_ref, counters_ref = refs[7:]
+    rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
+    mine = _my_columns(cfg)
+    chunks = _chunks(cfg)
 
-    hseq_ref[0, rows, full] = h0_ref[rows, full]
-    if has_c:
-        cseq_ref[0, rows, full] = c0_ref[rows, full]
-    _barrier(interpret)
+    for cols in mine:
+        hseq_ref[0, rows, cols] = h0_ref[rows, cols]
+        if has_c:
+            cseq_ref[0, rows, cols] = c0_ref[rows, cols]
+    _sync(cfg, counters_ref, 0)
 
-    def step(s, carry):
-        t = time - 1 - s if reverse else s
+    def step(s, c_carry):
+        t = cfg.time - 1 - s if cfg.reverse else s
         valid = (valid_ref[t, rows] > 0.5)[:, None]
         reset = (reset_ref[t, rows] > 0.5)[:, None]
-        h_in = jnp.where(reset, h0_ref[rows, full], hseq_ref[s, rows, full])
-        for cols in blocks:
-            hw = [jnp.dot(h_in, w_ref[g, full, cols], preferred_element_type=jnp.float32)
-                  .astype(h_in.dtype) for g in range(gates)]
+        h_parts = [jnp.where(reset, h0_ref[rows, kc], hseq_ref[s, rows, kc]) for kc in chunks]
+        c_next = []
+        for k, cols in enumerate(mine):
+            hw = [sum(_dot(h, w_ref[g, kc, cols]) for h, kc in zip(h_parts, chunks))
+                  for g in range(gates)]
             xw = [xw_ref[t, g, rows, cols] for g in range(gates)]
             bh = [bh_ref[g, cols][None, :] for g in range(gates)]
-            h_in_j = jnp.where(reset, h0_ref[rows, cols], hseq_ref[s, rows, cols])
-            c_in_j = (jnp.where(reset, c0_ref[rows, cols], cseq_ref[s, rows, cols])
-                      if has_c else None)
-            h_new, c_new, res = fwd(xw, hw, bh, h_in_j, c_in_j)
-            for k in range(n_res):
-                res_ref[t, k, rows, cols] = res[k]
+            h_in = jnp.where(reset, h0_ref[rows, cols], hseq_ref[s, rows, cols])
+            c_in = jnp.where(reset, c0_ref[rows, cols], c_carry[k]) if has_c else None
+            h_new, c_new, res = fwd(xw, hw, bh, h_in, c_in)
+            for j in range(n_res):
+                res_ref[t, j, rows, cols] = res[j]
             ys_ref[t, rows, cols] = jnp.where(valid, h_new, jnp.zeros_like(h_new))
-            hseq_ref[s + 1, rows, cols] = jnp.where(valid, h_new, h_in_j)
+            hseq_ref[s + 1, rows, cols] = jnp.where(valid, h_new, h_in)
             if has_c:
-                cseq_ref[s + 1, rows, cols] = jnp.where(valid, c_new, c_in_j)
-        _barrier(interpret)
-        return carry
+                c_next.append(jnp.where(valid, c_new, c_in))
+                cseq_ref[s + 1, rows, cols] = c_next[-1]
+        _sync(cfg, counters_ref, s + 1)
+        return tuple(c_next)
 
-    lax.fori_loop(0, time, step, 0)
+    c_init = tuple(c0_ref[rows, cols] for cols in mine) if has_c else ()
+    lax.fori_loop(0, cfg.time, step, c_init)
 
 
 def _backward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    kind, time, block_b, block_h, hidden, reverse, interpret = cfg
-    gates, n_res, has_c, _, bwd = _CELLS[kind]
+    gates, n_res, has_c, _, bwd = _CELLS[cfg.kind]
     (dys_ref, dhT_ref, dcT_ref, res_ref, hseq_ref, cseq_ref, w_ref, h0_ref, c0_ref, valid_ref,
      reset_ref) = refs[:11]
-    dxw_ref, drec_ref, dh_ref, dc_ref, dh0_ref, dc0_ref = refs[11:]
-    rows = pl.ds(pl.program_id(0) * block_b, block_b)
-    blocks = [pl.ds(j * block_h, block_h) for j in range(hidden // block_h)]
-    full = pl.ds(0, hidden)
+    dxw_ref, drec_ref, dh0_ref, dc0_ref, counters_ref = refs[11:]
+    rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
+    mine = _my_columns(cfg)
+    chunks = _chunks(cfg)
     # For the LSTM the recurrent cotangent equals the gate gradient: one array serves both.
     rec_ref = drec_ref if drec_ref is not None else dxw_ref
+    n = len(mine)
 
-    dh_ref[rows, full] = dhT_ref[rows, full]
-    zeros = jnp.zeros_like(dhT_ref[rows, full])
-    dh0_ref[rows, full] = zeros
-    if has_c:
-        dc_ref[rows, full] = dcT_ref[rows, full]
-        dc0_ref[rows, full] = zeros
-    _barrier(interpret)
-
-    def step(k, carry):
-        s = time - 1 - k
-        t = time - 1 - s if reverse else s
+    def step(k_step, carry):
+        # dh, dc: cotangents of this program's tiles of the carry after step t; to_h0, to_c0:
+        # what resets have sent to the initial carry so far.
+        dh, dc, to_h0, to_c0 = carry
+        s = cfg.time - 1 - k_step
+        t = cfg.time - 1 - s if cfg.reverse else s
         valid = (valid_ref[t, rows] > 0.5)[:, None]
         reset = (reset_ref[t, rows] > 0.5)[:, None]
-        for cols in blocks:
-            dh = dh_ref[rows, cols]
-            dh_new = jnp.where(valid, dh + dys_ref[t, rows, cols], jnp.zeros_like(dh))
+        direct, dc_out, to_c0_out = [], [], []
+        for k, cols in enumerate(mine):
+            dh_new = jnp.where(valid, dh[k] + dys_ref[t, rows, cols], jnp.zeros_like(dh[k]))
             h_in = jnp.where(reset, h0_ref[rows, cols], hseq_ref[s, rows, cols])
             res = [res_ref[t, j, rows, cols] for j in range(n_res)]
             if has_c:
-                dc = dc_ref[rows, cols]
-                dc_new = jnp.where(valid, dc, jnp.zeros_like(dc))
+                dc_new = jnp.where(valid, dc[k], jnp.zeros_like(dc[k]))
                 c_in = jnp.where(reset, c0_ref[rows, cols], cseq_ref[s, rows, cols])
                 c_new = cseq_ref[s + 1, rows, cols]
             else:
@@ -217,65 +285,86 @@ def _backward_kernel(cfg, *refs):
                 if drec_ref is not None:
                     drec_ref[t, g, rows, cols] = drec[g]
             # Masked steps pass the carry's cotangent through; the recurrent part is added below.
-            dh_ref[rows, cols] = jnp.where(
-                valid, jnp.zeros_like(dh) if dh_direct is None else dh_direct, dh)
+            direct.append(jnp.where(
+                valid, jnp.zeros_like(dh[k]) if dh_direct is None else dh_direct, dh[k]))
             if has_c:
-                dc_prev = jnp.where(valid, dc_in, dc)
-                dc0_ref[rows, cols] = dc0_ref[rows, cols] + jnp.where(
-                    reset, dc_prev, jnp.zeros_like(dc_prev))
-                dc_ref[rows, cols] = jnp.where(reset, jnp.zeros_like(dc_prev), dc_prev)
-        _barrier(interpret)
-        for cols in blocks:
-            rec = dh_ref[rows, cols]
+                dc_prev = jnp.where(valid, dc_in, dc[k])
+                to_c0_out.append(to_c0[k] + jnp.where(reset, dc_prev, jnp.zeros_like(dc_prev)))
+                dc_out.append(jnp.where(reset, jnp.zeros_like(dc_prev), dc_prev))
+        _sync(cfg, counters_ref, k_step)
+        dh_out, to_h0_out = [], []
+        for k, cols in enumerate(mine):
+            rec = direct[k]
             for g in range(gates):
-                rec = rec + lax.dot_general(
-                    rec_ref[t, g, rows, full], w_ref[g, cols, full], (((1,), (1,)), ((), ())),
-                    preferred_element_type=jnp.float32).astype(rec.dtype)
-            dh0_ref[rows, cols] = dh0_ref[rows, cols] + jnp.where(reset, rec, jnp.zeros_like(rec))
-            dh_ref[rows, cols] = jnp.where(reset, jnp.zeros_like(rec), rec)
-        _barrier(interpret)
-        return carry
+                for kc in chunks:
+                    rec = rec + _dot(rec_ref[t, g, rows, kc], w_ref[g, cols, kc], transpose_b=True)
+            to_h0_out.append(to_h0[k] + jnp.where(reset, rec, jnp.zeros_like(rec)))
+            dh_out.append(jnp.where(reset, jnp.zeros_like(rec), rec))
+        return tuple(dh_out), tuple(dc_out), tuple(to_h0_out), tuple(to_c0_out)
 
-    lax.fori_loop(0, time, step, 0)
+    zeros = tuple(jnp.zeros((cfg.block_b, cfg.block_h), dhT_ref.dtype) for _ in range(n))
+    dh_init = tuple(dhT_ref[rows, cols] for cols in mine)
+    dc_init = tuple(dcT_ref[rows, cols] for cols in mine) if has_c else ()
+    dh, dc, to_h0, to_c0 = lax.fori_loop(
+        0, cfg.time, step, (dh_init, dc_init, zeros, zeros if has_c else ()))
+    for k, cols in enumerate(mine):
+        dh0_ref[rows, cols] = dh[k] + to_h0[k]
+        if has_c:
+            dc0_ref[rows, cols] = dc[k] + to_c0[k]
 
 
-def _call(kernel, cfg, out_shape, args, num_warps):
-    """``pallas_call`` over batch blocks; ``None`` inputs/outputs (cell-specific) are skipped."""
+def _call(kernel, cfg, out_shape, args):
+    """``pallas_call`` over (hidden split, batch blocks); ``None`` inputs/outputs are skipped.
+
+    With ``split > 1`` zeroed counters for :func:`_sync` are the last input, aliased to the last
+    output.
+    """
     from jax.experimental import pallas as pl
 
-    kind, time, block_b = cfg[:3]
-    interpret = cfg[-1]
+    batch = args[0].shape[-2]
+    groups = batch // cfg.block_b
     compiler_params = None
-    if not interpret:
+    aliases = {}
+    synced = cfg.split > 1 and not cfg.interpret
+    if not cfg.interpret:
         from jax.experimental.pallas import triton as plgpu
 
-        # Software pipelining keeps copies of the [H, block_h] weight tiles in shared memory:
-        # at H=128 three stages ask for 554 KiB (the H100 has 227 KiB).
-        num_stages = _NUM_STAGES if cfg[4] <= 64 else 1
-        compiler_params = plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages)
+        # No software pipelining: it would load the next step's carry (and, in the backward, the
+        # next step's gate gradients) before the barrier that makes them valid.
+        compiler_params = plgpu.CompilerParams(num_warps=cfg.num_warps, num_stages=1)
+    if synced:
+        # One counter per batch block, each on its own 128-byte line: the spinning programs of
+        # one block then never contend with another block's.
+        counters = jax.ShapeDtypeStruct((groups, _LINE), jnp.int32)
+        args = (*args, jnp.zeros(counters.shape, counters.dtype))
+        out_shape = (*out_shape, counters)
+        aliases = {sum(a is not None for a in args) - 1: sum(o is not None for o in out_shape) - 1}
+    else:
+        out_shape = (*out_shape, None)
     in_used = [a is not None for a in args]
     out_used = [o is not None for o in out_shape]
+    n_in = len(in_used) - (1 if synced else 0)
 
     def body(*refs):
         refs = iter(refs)
-        ins = [next(refs) if used else None for used in in_used]
+        ins = [next(refs) if used else None for used in in_used][:n_in]
         outs = [next(refs) if used else None for used in out_used]
         kernel(cfg, *ins, *outs)
 
-    batch = args[0].shape[-2]
     call = pl.pallas_call(
         body,
         out_shape=tuple(o for o in out_shape if o is not None),
-        grid=(batch // block_b,),
-        interpret=interpret,
+        grid=(cfg.split, groups),
+        input_output_aliases=aliases,
+        interpret=cfg.interpret,
         compiler_params=compiler_params,
-        name=f"seqjax_{kind}{kernel.__name__.replace('_kernel', '')}",
+        name=f"seqjax_{cfg.kind}{kernel.__name__.replace('_kernel', '')}",
     )
-    if interpret:
+    if cfg.interpret:
         # Interpreted kernels run op by op unless compiled; under the caller's jit this is inlined.
         call = jax.jit(call)
     results = iter(call(*(a for a in args if a is not None)))
-    return tuple(next(results) if used else None for used in out_used)
+    return tuple(next(results) if used else None for used in out_used[:-1])
 
 
 # ----------------------------------------------------------------------------- custom_vjp core
@@ -287,53 +376,42 @@ def _core(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
-    kind, time = cfg[0], cfg[1]
-    _, n_res, has_c, _, _ = _CELLS[kind]
+    _, n_res, has_c, _, _ = _CELLS[cfg.kind]
     batch, hidden = h0.shape
     dtype = h0.dtype
-    seq = jax.ShapeDtypeStruct((time + 1, batch, hidden), dtype)
+    seq = jax.ShapeDtypeStruct((cfg.time + 1, batch, hidden), dtype)
     out_shape = (
-        jax.ShapeDtypeStruct((time, batch, hidden), dtype),
+        jax.ShapeDtypeStruct((cfg.time, batch, hidden), dtype),
         seq,
         seq if has_c else None,
-        jax.ShapeDtypeStruct((time, n_res, batch, hidden), dtype),
+        jax.ShapeDtypeStruct((cfg.time, n_res, batch, hidden), dtype),
     )
     ys, hseq, cseq, res = _call(
-        _forward_kernel, cfg, out_shape, (xw, w, bh, h0, c0, valid, reset), num_warps=_NUM_WARPS)
-    carry_T = (hseq[time], cseq[time] if has_c else jnp.zeros_like(h0))
+        _forward_kernel, cfg, out_shape, (xw, w, bh, h0, c0, valid, reset))
+    carry_T = (hseq[cfg.time], cseq[cfg.time] if has_c else jnp.zeros_like(h0))
     return (carry_T, ys), (res, hseq, cseq, w, h0, c0, valid, reset)
 
 
 def _core_bwd(cfg, residuals, cotangents):
-    kind, time, reverse = cfg[0], cfg[1], cfg[5]
-    gates, _, has_c, _, _ = _CELLS[kind]
+    gates, _, has_c, _, _ = _CELLS[cfg.kind]
     res, hseq, cseq, w, h0, c0, valid, reset = residuals
     (dh_T, dc_T), dys = cotangents
     batch, hidden = h0.shape
     dtype = h0.dtype
     state = jax.ShapeDtypeStruct((batch, hidden), dtype)
-    per_gate = jax.ShapeDtypeStruct((time, gates, batch, hidden), dtype)
-    out_shape = (
-        per_gate,
-        None if kind == "lstm" else per_gate,
-        state,
-        state if has_c else None,
-        state,
-        state if has_c else None,
-    )
-    if not has_c:
-        dc_T = None
-    dxw, drec, dh, dc, dh0, dc0 = _call(
+    per_gate = jax.ShapeDtypeStruct((cfg.time, gates, batch, hidden), dtype)
+    out_shape = (per_gate, None if cfg.kind == "lstm" else per_gate, state,
+                 state if has_c else None)
+    dxw, drec, dh0, dc0 = _call(
         _backward_kernel, cfg, out_shape,
-        (dys, dh_T, dc_T, res, hseq, cseq, w, h0, c0, valid, reset), num_warps=_NUM_WARPS)
+        (dys, dh_T, dc_T if has_c else None, res, hseq, cseq, w, h0, c0, valid, reset))
     drec = dxw if drec is None else drec
     # The carry each step read, in time order, for the weight gradient.
-    h_prev = hseq[:time][::-1] if reverse else hseq[:time]
+    h_prev = hseq[:cfg.time][::-1] if cfg.reverse else hseq[:cfg.time]
     h_in = jnp.where(reset[:, :, None] > 0.5, h0[None], h_prev)
     dw = jnp.einsum("tbk,tgbj->gkj", h_in, drec)
-    dbh = jnp.sum(drec, axis=(0, 2)) if kind == "gru" else jnp.zeros((gates, hidden), dtype)
-    dcarry0_c = dc + dc0 if has_c else None
-    return dxw, dw, dbh, dh + dh0, dcarry0_c, jnp.zeros_like(valid), jnp.zeros_like(reset)
+    dbh = jnp.sum(drec, axis=(0, 2)) if cfg.kind == "gru" else jnp.zeros((gates, hidden), dtype)
+    return dxw, dw, dbh, dh0, dc0, jnp.zeros_like(valid), jnp.zeros_like(reset)
 
 
 _core.defvjp(_core_fwd, _core_bwd)
@@ -346,12 +424,52 @@ def _next_pow2(n: int, least: int) -> int:
     return max(least, 1 << max(0, n - 1).bit_length())
 
 
+def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=None,
+          num_warps=None, k_chunk=None):
+    """Tiles for a shape: explicit arguments win and are checked, the rest are the measured
+    defaults (module docstring). ``cores``: the GPU's SM count."""
+    h_pad = _next_pow2(hidden, 16)
+    small = interpret or h_pad <= 64
+    block_b = block_b or 16
+    block_h = block_h or (min(h_pad, 32) if small else 16)
+    k_chunk = k_chunk or (None if small else 64)
+    num_warps = num_warps or 4
+    if h_pad % block_h or (block_h < 16 and not interpret):
+        raise ValueError(f"block_h must divide the padded hidden size {h_pad} and be >= 16 on "
+                         f"GPU (Triton's smallest dot); got {block_h}")
+    if k_chunk is not None and (h_pad % k_chunk or (k_chunk < 16 and not interpret)):
+        raise ValueError(f"k_chunk must divide the padded hidden size {h_pad} and be >= 16 on "
+                         f"GPU; got {k_chunk}")
+    tiles = h_pad // block_h
+    groups = -(-batch // block_b)
+    if split is None:
+        # Small H: one program per batch block holds every unit, no grid-wide wait per step.
+        # Larger H: as many programs per batch block as can all be resident (one per SM).
+        fit = 1 if small else max(1, min(tiles, cores // groups))
+        split = 1 << (fit.bit_length() - 1)
+    if split < 1 or tiles % split:
+        raise ValueError(f"split must divide the {tiles} hidden tiles of {block_h} units; "
+                         f"got {split}")
+    if split > 1 and interpret:
+        raise ValueError("split > 1 needs a GPU: interpreted programs run one after another and "
+                         f"cannot wait for each other; got split={split}")
+    if split > 1 and split * groups > cores:
+        raise ValueError(f"split={split} with {groups} batch blocks of {block_b} needs "
+                         f"{split * groups} programs resident at once; the GPU has {cores} SMs")
+    return block_b, block_h, h_pad, split, num_warps, k_chunk
+
+
 def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
-        interpret=None, block_b=16, block_h=None):
+        interpret=None, block_b=None, block_h=None, split=None, num_warps=None,
+        k_chunk=None):
     """Time-major kernel signature shared by all backends; see :func:`seqjax.rnn`.
 
     ``unroll`` and ``remat`` do not apply (one kernel runs the whole loop; the backward kernel
-    reads stored activations). ``interpret`` defaults to True off GPU.
+    reads stored activations). ``interpret`` defaults to True off GPU. The tiling knobs override
+    the measured defaults (module docstring): ``block_b`` batch rows per program, ``block_h``
+    hidden units per tile, ``split`` programs per batch block (each owns ``H / split`` units;
+    all of them must fit on the GPU at once), ``k_chunk`` units per slice of the contracted axis
+    of each step's matmul, ``num_warps`` Triton warps per program.
     """
     del unroll, remat
     spec = cell.spec
@@ -367,8 +485,9 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
     if time == 0:
         return carry0, jnp.zeros((0, batch, hidden), xs.dtype)
 
-    h_pad = _next_pow2(hidden, 16)
-    block_h = min(h_pad, block_h or 32)
+    cores = 1 if interpret else getattr(jax.devices()[0], "core_count", None) or 1
+    block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
+        batch, hidden, cores, interpret, block_b, block_h, split, num_warps, k_chunk)
     b_pad = -(-batch // block_b) * block_b
 
     def pad(x, axis, size):
@@ -391,7 +510,8 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
     valid = pad(valid.astype(dtype), 1, b_pad)
     reset = pad(reset.astype(dtype), 1, b_pad)
 
-    cfg = (spec.kind, time, block_b, block_h, h_pad, bool(reverse), bool(interpret))
+    cfg = _Config(spec.kind, time, block_b, block_h, h_pad, k_chunk, split, num_warps,
+                  bool(reverse), bool(interpret))
     (h_T, c_T), ys = _core(cfg, xw, w, bh, h0, c0, valid, reset)
     ys = ys[:, :batch, :hidden].astype(xs.dtype)
     h_T = h_T[:batch, :hidden]
