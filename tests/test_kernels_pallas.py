@@ -1,7 +1,8 @@
 """The ``pallas`` backend (LSTM, GRU), run on CPU through ``pallas_call(..., interpret=True)``.
 
-Tiny shapes only: interpreted kernels are slow. GPU correctness and timing are measured separately
-(see the docstring of ``seqjax.kernels.auto_backend``).
+Tiny shapes only: interpreted kernels are slow. One test runs only on a GPU (a split tiling, whose
+programs wait for each other); ``experiments/bench_pallas_gpu.py`` checks and times the kernels
+there at full size.
 """
 
 
@@ -66,6 +67,26 @@ def test_interpreted_kernel_matches_reference(kind, case):
     got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
     chex.assert_trees_all_equal_dtypes(got, want)
     chex.assert_trees_all_close(got, want, **TOL)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="a split tiling needs a GPU")
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_split_kernel_on_gpu_matches_reference(kind):
+    # Four programs per batch block meet at a barrier every step; TF32 dots on the GPU.
+    time, batch, hidden = 6, 20, 64
+    cell = CELLS[kind](hidden)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
+    carry0 = random_carry(cell, jax.random.key(2), batch)
+    mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
+    resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
+
+    def run(*a, **k):
+        return pallas.run(*a, **k, block_b=16, block_h=16, split=4, k_chunk=32)
+
+    args = (cell, params, xs, carry0, mask, resets, True)
+    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
+    chex.assert_trees_all_close(got, want, rtol=2e-3, atol=2e-3)
 
 
 def test_bfloat16_inputs_keep_float32_carry():
