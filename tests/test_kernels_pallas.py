@@ -89,6 +89,68 @@ def test_split_kernel_on_gpu_matches_reference(kind):
     chex.assert_trees_all_close(got, want, rtol=2e-3, atol=2e-3)
 
 
+# (T, B, H, block_b, time_chunk, flags, reverse): T not a multiple of the chunk (padded steps),
+# several batch blocks, H padded to 128 lanes.
+MOSAIC_CASES = [
+    (5, 3, 6, None, None, False, False),
+    (7, 10, 20, 8, 3, True, True),
+    (6, 4, 9, None, 2, True, False),
+]
+
+
+@pytest.mark.parametrize("case", MOSAIC_CASES)
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_mosaic_kernels_in_tpu_interpret_mode_match_reference(kind, case):
+    time, batch, hidden, block_b, time_chunk, flags, reverse = case
+    cell = CELLS[kind](hidden)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
+    carry0 = random_carry(cell, jax.random.key(2), batch)
+    mask = resets = None
+    if flags:
+        mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
+        resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
+
+    def run(*a, **k):
+        return pallas.run(*a, **k, interpret=True, mosaic=True, block_b=block_b,
+                          time_chunk=time_chunk)
+
+    args = (cell, params, xs, carry0, mask, resets, reverse)
+    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
+    chex.assert_trees_all_equal_dtypes(got, want)
+    chex.assert_trees_all_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_mosaic_kernels_lower_for_tpu(kind):
+    # Lowering builds the kernels' Mosaic MLIR on CPU; only a TPU compiles it further.
+    cell = CELLS[kind](20)
+    params = cell.init(jax.random.key(0), I)
+    xs = jnp.ones((5, 10, I))
+    mask = jnp.ones((5, 10), bool)
+
+    def loss(params, xs):
+        _, ys = pallas.run(cell, params, xs, mask, mask, cell.initial_carry((10,)), reverse=True,
+                           unroll=1, remat=False, interpret=False, mosaic=True)
+        return jnp.sum(ys * ys)
+
+    lowered = jax.jit(jax.grad(loss)).trace(params, xs).lower(lowering_platforms=("tpu",))
+    assert lowered.as_text().count("tpu_custom_call") >= 2  # forward and backward kernels
+
+
+def test_knobs_of_the_other_kernel_family_are_errors():
+    cell = sj.lstm(4)
+    params = cell.init(jax.random.key(0), I)
+    args = (cell, params, jnp.ones((2, 3, I)), None, None, cell.initial_carry((3,)))
+    kw = dict(reverse=False, unroll=1, remat=False, interpret=True)
+    with pytest.raises(ValueError, match="split only apply to the Triton"):
+        pallas.run(*args, **kw, mosaic=True, split=2)
+    with pytest.raises(ValueError, match="time_chunk only applies to the Mosaic"):
+        pallas.run(*args, **kw, mosaic=False, time_chunk=4)
+    with pytest.raises(ValueError, match="block_b must be a multiple of 8"):
+        pallas.run(*args, **kw, mosaic=True, block_b=12)
+
+
 def test_bfloat16_inputs_keep_float32_carry():
     cell = sj.lstm(4)
     params = random_params(cell, jax.random.key(0), I)

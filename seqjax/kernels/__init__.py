@@ -68,7 +68,8 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
       persistent kernel still wins long sequences on GPU).
     * Other cells on CPU: ``reference``: keeping ``x_t W_x`` inside the loop avoids a
       ``[T,B,G*H]`` round trip through main memory.
-    * Other cells on GPU, everything on TPU: ``hoisted`` (``fused`` is unmeasured on TPU).
+    * Other cells on GPU, everything on TPU: ``hoisted`` (``fused`` and the ``pallas`` backend's
+      Mosaic kernels are unmeasured on TPU).
     * ``remat=True`` (SimpleRNN, LSTM, GRU, simplified GRU): ``reference``, whose checkpointed step
       keeps only the carry per step and accumulates weight gradients inside the loop. ``fused``
       needs the ``[T, B, G*H]`` gate gradients for its big matmuls whatever it recomputes: LSTM

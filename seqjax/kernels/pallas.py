@@ -1,4 +1,4 @@
-"""LSTM and GRU as one persistent Pallas kernel for the forward and one for the backward.
+"""LSTM and GRU as one persistent Pallas kernel for the forward and one for the backward (GPU).
 
 Scheme (cuDNN's persistent RNN). The input projection ``xs @ w_x + b`` for all steps is one XLA
 matmul outside the kernels. The forward kernel runs the whole time loop in a single launch over
@@ -29,10 +29,13 @@ position. B is padded to ``block_b`` rows and H to a power of two (>= 16, Triton
 Supported: ``lstm`` and ``gru`` with ``reset_after=True`` (the cuDNN form). ``gru(reset_after=
 False)`` needs a second, dependent matmul per step and is left to the other backends.
 
-Platforms: on GPU the kernels lower through Triton; elsewhere (CPU) they run with
-``pallas_call(..., interpret=True)``: correct but slow, for tests only (programs run one after
-another there, so ``split`` is 1), and ``backend="auto"`` never picks this backend on CPU.
-``jax.experimental.pallas`` is imported lazily, so the library imports without it.
+Platforms: on GPU the kernels lower through Triton. On TPU ``run`` dispatches to the Mosaic
+kernels of ``seqjax/kernels/pallas_tpu.py`` (same scheme, no barrier needed: a TPU core runs
+its grid steps in order), which are tested in TPU interpret mode and have never run on a TPU.
+Elsewhere (CPU) the Triton kernels run with ``pallas_call(..., interpret=True)``: correct but
+slow, for tests only (programs run one after another there, so ``split`` is 1), and
+``backend="auto"`` never picks this backend on CPU or TPU. ``jax.experimental.pallas`` is
+imported lazily, so the library imports without it.
 
 Measured on one H100 (``python experiments/bench_pallas_gpu.py``; JAX 0.11.2, Triton lowering,
 fp32 with TF32 dots; training step ``jit(grad)`` of ``mean(ys**2)``, ms, median, interleaved
@@ -78,6 +81,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from seqjax.cells import LSTMCarry, RNNCarry
+from seqjax.kernels import pallas_cells, pallas_tpu
+from seqjax.kernels.pallas_cells import CELLS, dot
 
 # ----------------------------------------------------------------------------- cells
 
@@ -86,53 +91,6 @@ def supports(spec) -> bool:
     return spec.kind == "lstm" or (spec.kind == "gru" and spec.reset_after)
 
 
-def _lstm_forward(xw, hw, bh, h_in, c_in):
-    del bh, h_in
-    i = jax.nn.sigmoid(xw[0] + hw[0])
-    f = jax.nn.sigmoid(xw[1] + hw[1])
-    g = jnp.tanh(xw[2] + hw[2])
-    o = jax.nn.sigmoid(xw[3] + hw[3])
-    c = f * c_in + i * g
-    h = o * jnp.tanh(c)
-    return h, c, (i, f, g, o)
-
-
-def _lstm_backward(res, h_in, c_in, c_new, dh, dc):
-    """Gate pre-activation grads, recurrent-matmul cotangent, direct dh_{t-1}, dc_{t-1}."""
-    del h_in
-    i, f, g, o = res
-    tanh_c = jnp.tanh(c_new)
-    dc = dc + dh * o * (1 - tanh_c * tanh_c)
-    dz = (
-        dc * g * i * (1 - i),
-        dc * c_in * f * (1 - f),
-        dc * i * (1 - g * g),
-        dh * tanh_c * o * (1 - o),
-    )
-    return dz, dz, None, dc * f
-
-
-def _gru_forward(xw, hw, bh, h_in, c_in):
-    del c_in
-    r = jax.nn.sigmoid(xw[0] + hw[0] + bh[0])
-    z = jax.nn.sigmoid(xw[1] + hw[1] + bh[1])
-    hn = hw[2] + bh[2]
-    n = jnp.tanh(xw[2] + r * hn)
-    h = (1 - z) * n + z * h_in
-    return h, None, (r, z, n, hn)
-
-
-def _gru_backward(res, h_in, c_in, c_new, dh, dc):
-    del c_in, c_new, dc
-    r, z, n, hn = res
-    dz = dh * (h_in - n) * z * (1 - z)
-    dn = dh * (1 - z) * (1 - n * n)
-    dr = dn * hn * r * (1 - r)
-    return (dr, dz, dn), (dr, dz, dn * r), dh * z, None
-
-
-_CELLS = {"lstm": (4, 4, True, _lstm_forward, _lstm_backward),
-          "gru": (3, 4, False, _gru_forward, _gru_backward)}
 _LINE = 32  # int32 words per 128-byte cache line
 
 
@@ -188,12 +146,6 @@ def _sync(cfg, counters_ref, phase):
     plgpu.debug_barrier()
 
 
-def _dot(a, b, transpose_b=False):
-    """``a @ b`` (or ``a @ b.T``) accumulated in float32."""
-    dims = (((1,), (1 if transpose_b else 0,)), ((), ()))
-    return lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)
-
-
 def _chunks(cfg):
     """Slices of the contracted hidden axis, ``k_chunk`` units each."""
     from jax.experimental import pallas as pl
@@ -205,7 +157,7 @@ def _chunks(cfg):
 def _forward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, fwd, _ = _CELLS[cfg.kind]
+    gates, n_res, has_c, fwd, _ = CELLS[cfg.kind]
     xw_ref, w_ref, bh_ref, h0_ref, c0_ref, valid_ref, reset_ref = refs[:7]
     ys_ref, hseq_ref, cseq_ref, res_ref, counters_ref = refs[7:]
     rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
@@ -225,7 +177,7 @@ def _forward_kernel(cfg, *refs):
         h_parts = [jnp.where(reset, h0_ref[rows, kc], hseq_ref[s, rows, kc]) for kc in chunks]
         c_next = []
         for k, cols in enumerate(mine):
-            hw = [sum(_dot(h, w_ref[g, kc, cols]) for h, kc in zip(h_parts, chunks))
+            hw = [sum(dot(h, w_ref[g, kc, cols]) for h, kc in zip(h_parts, chunks))
                   for g in range(gates)]
             xw = [xw_ref[t, g, rows, cols] for g in range(gates)]
             bh = [bh_ref[g, cols][None, :] for g in range(gates)]
@@ -249,7 +201,7 @@ def _forward_kernel(cfg, *refs):
 def _backward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, _, bwd = _CELLS[cfg.kind]
+    gates, n_res, has_c, _, bwd = CELLS[cfg.kind]
     (dys_ref, dhT_ref, dcT_ref, res_ref, hseq_ref, cseq_ref, w_ref, h0_ref, c0_ref, valid_ref,
      reset_ref) = refs[:11]
     dxw_ref, drec_ref, dh0_ref, dc0_ref, counters_ref = refs[11:]
@@ -297,7 +249,7 @@ def _backward_kernel(cfg, *refs):
             rec = direct[k]
             for g in range(gates):
                 for kc in chunks:
-                    rec = rec + _dot(rec_ref[t, g, rows, kc], w_ref[g, cols, kc], transpose_b=True)
+                    rec = rec + dot(rec_ref[t, g, rows, kc], w_ref[g, cols, kc], transpose_b=True)
             to_h0_out.append(to_h0[k] + jnp.where(reset, rec, jnp.zeros_like(rec)))
             dh_out.append(jnp.where(reset, jnp.zeros_like(rec), rec))
         return tuple(dh_out), tuple(dc_out), tuple(to_h0_out), tuple(to_c0_out)
@@ -376,7 +328,7 @@ def _core(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
-    _, n_res, has_c, _, _ = _CELLS[cfg.kind]
+    _, n_res, has_c, _, _ = CELLS[cfg.kind]
     batch, hidden = h0.shape
     dtype = h0.dtype
     seq = jax.ShapeDtypeStruct((cfg.time + 1, batch, hidden), dtype)
@@ -393,7 +345,7 @@ def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_bwd(cfg, residuals, cotangents):
-    gates, _, has_c, _, _ = _CELLS[cfg.kind]
+    gates, _, has_c, _, _ = CELLS[cfg.kind]
     res, hseq, cseq, w, h0, c0, valid, reset = residuals
     (dh_T, dc_T), dys = cotangents
     batch, hidden = h0.shape
@@ -409,8 +361,7 @@ def _core_bwd(cfg, residuals, cotangents):
     # The carry each step read, in time order, for the weight gradient.
     h_prev = hseq[:cfg.time][::-1] if cfg.reverse else hseq[:cfg.time]
     h_in = jnp.where(reset[:, :, None] > 0.5, h0[None], h_prev)
-    dw = jnp.einsum("tbk,tgbj->gkj", h_in, drec)
-    dbh = jnp.sum(drec, axis=(0, 2)) if cfg.kind == "gru" else jnp.zeros((gates, hidden), dtype)
+    dw, dbh = pallas_cells.weight_grads(cfg.kind, h_in, drec, gates)
     return dxw, dw, dbh, dh0, dc0, jnp.zeros_like(valid), jnp.zeros_like(reset)
 
 
@@ -460,30 +411,48 @@ def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=Non
 
 
 def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
-        interpret=None, block_b=None, block_h=None, split=None, num_warps=None,
-        k_chunk=None):
+        interpret=None, mosaic=None, block_b=None, block_h=None, split=None, num_warps=None,
+        k_chunk=None, time_chunk=None):
     """Time-major kernel signature shared by all backends; see :func:`seqjax.rnn`.
 
     ``unroll`` and ``remat`` do not apply (one kernel runs the whole loop; the backward kernel
-    reads stored activations). ``interpret`` defaults to True off GPU. The tiling knobs override
-    the measured defaults (module docstring): ``block_b`` batch rows per program, ``block_h``
-    hidden units per tile, ``split`` programs per batch block (each owns ``H / split`` units;
-    all of them must fit on the GPU at once), ``k_chunk`` units per slice of the contracted axis
-    of each step's matmul, ``num_warps`` Triton warps per program.
+    reads stored activations). ``interpret`` defaults to True off GPU and TPU. ``mosaic``
+    selects the TPU kernels (``seqjax/kernels/pallas_tpu.py``; default: on TPU) instead of the
+    Triton ones. The tiling knobs override the measured defaults (module docstring):
+    ``block_b`` batch rows per program; Triton only: ``block_h`` hidden units per tile,
+    ``split`` programs per batch block (each owns ``H / split`` units; all of them must fit on
+    the GPU at once), ``k_chunk`` units per slice of the contracted axis of each step's matmul,
+    ``num_warps`` Triton warps per program; Mosaic only: ``time_chunk`` steps per grid step.
     """
     del unroll, remat
     spec = cell.spec
     if not supports(spec):
         raise ValueError(f"the pallas backend supports lstm and gru(reset_after=True); "
                          f"got {spec.kind!r} (reset_after={spec.reset_after})")
+    platform = jax.default_backend()
     if interpret is None:
-        interpret = jax.default_backend() != "gpu"
+        interpret = platform not in ("gpu", "tpu")
+    if mosaic is None:
+        mosaic = platform == "tpu"
+    if xs.shape[0] == 0:
+        return carry0, jnp.zeros((0, xs.shape[1], spec.hidden_size), xs.dtype)
+    if mosaic:
+        triton_only = dict(block_h=block_h, split=split, num_warps=num_warps, k_chunk=k_chunk)
+        given = sorted(k for k, v in triton_only.items() if v is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to the Triton (GPU) kernels; "
+                             "the Mosaic (TPU) kernels take block_b and time_chunk")
+        carry, ys = pallas_tpu.run(cell, params, xs, mask, resets, carry0, reverse=reverse,
+                                   interpret=interpret, block_b=block_b, time_chunk=time_chunk)
+        carry_type = LSTMCarry if spec.kind == "lstm" else RNNCarry
+        return carry_type(*carry[:2 if spec.kind == "lstm" else 1]), ys.astype(xs.dtype)
+    if time_chunk is not None:
+        raise ValueError("time_chunk only applies to the Mosaic (TPU) kernels; got "
+                         f"time_chunk={time_chunk}")
     gates = spec.num_gates
     time, batch = xs.shape[:2]
     hidden = spec.hidden_size
     dtype = carry0.h.dtype
-    if time == 0:
-        return carry0, jnp.zeros((0, batch, hidden), xs.dtype)
 
     cores = 1 if interpret else getattr(jax.devices()[0], "core_count", None) or 1
     block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
