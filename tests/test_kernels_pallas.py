@@ -36,6 +36,27 @@ def outputs_and_grads(run, cell, params, xs, carry0, mask, resets, reverse):
     return jax.jit(call)(params, xs, carry0), value_and_grads(params, xs, carry0)
 
 
+def assert_matches_reference(kind, time, batch, hidden, flags, reverse, tol=TOL, **knobs):
+    """``pallas.run(**knobs)`` against ``reference``: outputs, final carry and the gradients
+    w.r.t. params, inputs and initial carry, with masks and resets when ``flags``."""
+    cell = CELLS[kind](hidden)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
+    carry0 = random_carry(cell, jax.random.key(2), batch)
+    mask = resets = None
+    if flags:
+        mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
+        resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
+
+    def run(*a, **k):
+        return pallas.run(*a, **k, **knobs)
+
+    args = (cell, params, xs, carry0, mask, resets, reverse)
+    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
+    chex.assert_trees_all_equal_dtypes(got, want)
+    chex.assert_trees_all_close(got, want, **tol)
+
+
 # (T, B, H, block_b, block_h, k_chunk, flags, reverse): several batch programs, hidden tiles
 # and slices of the contracted axis included.
 CASES = [
@@ -50,43 +71,16 @@ CASES = [
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_interpreted_kernel_matches_reference(kind, case):
     time, batch, hidden, block_b, block_h, k_chunk, flags, reverse = case
-    cell = CELLS[kind](hidden)
-    params = random_params(cell, jax.random.key(0), I)
-    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
-    carry0 = random_carry(cell, jax.random.key(2), batch)
-    mask = resets = None
-    if flags:
-        mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
-        resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
-
-    def run(*a, **k):
-        return pallas.run(*a, **k, interpret=True, block_b=block_b, block_h=block_h,
-                          k_chunk=k_chunk)
-
-    args = (cell, params, xs, carry0, mask, resets, reverse)
-    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
-    chex.assert_trees_all_equal_dtypes(got, want)
-    chex.assert_trees_all_close(got, want, **TOL)
+    assert_matches_reference(kind, time, batch, hidden, flags, reverse, interpret=True,
+                             block_b=block_b, block_h=block_h, k_chunk=k_chunk)
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="a split tiling needs a GPU")
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_split_kernel_on_gpu_matches_reference(kind):
     # Four programs per batch block meet at a barrier every step; TF32 dots on the GPU.
-    time, batch, hidden = 6, 20, 64
-    cell = CELLS[kind](hidden)
-    params = random_params(cell, jax.random.key(0), I)
-    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
-    carry0 = random_carry(cell, jax.random.key(2), batch)
-    mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
-    resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
-
-    def run(*a, **k):
-        return pallas.run(*a, **k, block_b=16, block_h=16, split=4, k_chunk=32)
-
-    args = (cell, params, xs, carry0, mask, resets, True)
-    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
-    chex.assert_trees_all_close(got, want, rtol=2e-3, atol=2e-3)
+    assert_matches_reference(kind, 6, 20, 64, True, True, tol=dict(rtol=2e-3, atol=2e-3),
+                             block_b=16, block_h=16, split=4, k_chunk=32)
 
 
 # (T, B, H, block_b, time_chunk, flags, reverse): T not a multiple of the chunk (padded steps),
@@ -102,23 +96,8 @@ MOSAIC_CASES = [
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_mosaic_kernels_in_tpu_interpret_mode_match_reference(kind, case):
     time, batch, hidden, block_b, time_chunk, flags, reverse = case
-    cell = CELLS[kind](hidden)
-    params = random_params(cell, jax.random.key(0), I)
-    xs = jax.random.normal(jax.random.key(1), (time, batch, I))
-    carry0 = random_carry(cell, jax.random.key(2), batch)
-    mask = resets = None
-    if flags:
-        mask = jax.random.bernoulli(jax.random.key(3), 0.7, (time, batch)).at[:, 0].set(False)
-        resets = jax.random.bernoulli(jax.random.key(4), 0.4, (time, batch))
-
-    def run(*a, **k):
-        return pallas.run(*a, **k, interpret=True, mosaic=True, block_b=block_b,
-                          time_chunk=time_chunk)
-
-    args = (cell, params, xs, carry0, mask, resets, reverse)
-    got, want = outputs_and_grads(run, *args), outputs_and_grads(reference.run, *args)
-    chex.assert_trees_all_equal_dtypes(got, want)
-    chex.assert_trees_all_close(got, want, **TOL)
+    assert_matches_reference(kind, time, batch, hidden, flags, reverse, interpret=True,
+                             mosaic=True, block_b=block_b, time_chunk=time_chunk)
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
