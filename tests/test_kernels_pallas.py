@@ -6,6 +6,8 @@ there at full size.
 """
 
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -128,6 +130,24 @@ def test_knobs_of_the_other_kernel_family_are_errors():
         pallas.run(*args, **kw, mosaic=False, time_chunk=4)
     with pytest.raises(ValueError, match="block_b must be a multiple of 8"):
         pallas.run(*args, **kw, mosaic=True, block_b=12)
+
+
+def test_vmap_over_models_matches_reference():
+    # Under vmap the kernels run one instance after another (a split grid must stay resident);
+    # interpreted kernels take the same path.
+    cell = sj.lstm(8)
+    params = jax.vmap(lambda k: random_params(cell, k, I))(jax.random.split(jax.random.key(0)))
+    xs = jax.random.normal(jax.random.key(1), (2, 3, 5, I))
+
+    def loss(backend, params, xs):
+        _, ys = sj.rnn(cell, params, xs, backend=backend)
+        return jnp.sum(jnp.sin(ys))
+
+    def per_model(backend):
+        return jax.jit(jax.vmap(jax.value_and_grad(functools.partial(loss, backend),
+                                                   argnums=(0, 1))))(params, xs)
+
+    chex.assert_trees_all_close(per_model("pallas"), per_model("reference"), **TOL)
 
 
 def test_bfloat16_inputs_keep_float32_carry():

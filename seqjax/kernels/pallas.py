@@ -9,7 +9,8 @@ the whole carry ``h_{t-1}`` of its rows, multiplies it by its own columns of ``w
 ``h_t``. Then the ``split`` programs of a batch block wait for each other: one atomic counter per
 batch block, which each program increments once per step and polls until all have (the
 grid-wide barrier; every program of a batch block must be resident at once, so ``split x
-batch blocks`` is capped at the SM count). Each step thus streams only ``1 / split`` of
+batch blocks`` is capped at the SM count, and under ``jax.vmap`` such kernels run one instance
+after another instead of in one bigger grid). Each step thus streams only ``1 / split`` of
 ``w_h`` through an SM. The kernel writes the carry of every step (in processing order), the
 activated gates (the residuals) and the masked outputs; the LSTM cell state stays in registers.
 
@@ -269,7 +270,7 @@ def _call(kernel, cfg, out_shape, args):
     """``pallas_call`` over (hidden split, batch blocks); ``None`` inputs/outputs are skipped.
 
     With ``split > 1`` zeroed counters for :func:`_sync` are the last input, aliased to the last
-    output.
+    output (created per launch, so each instance under ``vmap`` gets its own).
     """
     from jax.experimental import pallas as pl
 
@@ -284,22 +285,21 @@ def _call(kernel, cfg, out_shape, args):
         # No software pipelining: it would load the next step's carry (and, in the backward, the
         # next step's gate gradients) before the barrier that makes them valid.
         compiler_params = plgpu.CompilerParams(num_warps=cfg.num_warps, num_stages=1)
+    # One counter per batch block, each on its own 128-byte line: the spinning programs of one
+    # block then never contend with another block's.
+    counters = jax.ShapeDtypeStruct((groups, _LINE), jnp.int32) if synced else None
     if synced:
-        # One counter per batch block, each on its own 128-byte line: the spinning programs of
-        # one block then never contend with another block's.
-        counters = jax.ShapeDtypeStruct((groups, _LINE), jnp.int32)
-        args = (*args, jnp.zeros(counters.shape, counters.dtype))
-        out_shape = (*out_shape, counters)
-        aliases = {sum(a is not None for a in args) - 1: sum(o is not None for o in out_shape) - 1}
-    else:
-        out_shape = (*out_shape, None)
+        n_args = sum(a is not None for a in args)
+        aliases = {n_args: sum(o is not None for o in out_shape)}
+    out_shape = (*out_shape, counters)
     in_used = [a is not None for a in args]
     out_used = [o is not None for o in out_shape]
-    n_in = len(in_used) - (1 if synced else 0)
 
     def body(*refs):
         refs = iter(refs)
-        ins = [next(refs) if used else None for used in in_used][:n_in]
+        ins = [next(refs) if used else None for used in in_used]
+        if synced:
+            next(refs)  # the counters' input; the kernel uses the aliased output
         outs = [next(refs) if used else None for used in out_used]
         kernel(cfg, *ins, *outs)
 
@@ -312,11 +312,42 @@ def _call(kernel, cfg, out_shape, args):
         compiler_params=compiler_params,
         name=f"seqjax_{cfg.kind}{kernel.__name__.replace('_kernel', '')}",
     )
+
+    def launch(*present):
+        if synced:
+            present = (*present, jnp.zeros(counters.shape, counters.dtype))
+        return tuple(call(*present))
+
     if cfg.interpret:
         # Interpreted kernels run op by op unless compiled; under the caller's jit this is inlined.
-        call = jax.jit(call)
-    results = iter(call(*(a for a in args if a is not None)))
+        launch = jax.jit(launch)
+    if synced or cfg.interpret:
+        launch = _one_instance_at_a_time(launch)
+    results = iter(launch(*(a for a in args if a is not None)))
     return tuple(next(results) if used else None for used in out_used[:-1])
+
+
+def _one_instance_at_a_time(launch):
+    """``launch`` under ``jax.vmap`` runs the instances one after another (``lax.map``).
+
+    A split kernel needs every program of a batch block resident at once; batching would
+    multiply its grid by the vmapped size, and programs waiting at a barrier for others that
+    cannot start would hang. (Interpreted kernels take the same path, so CPU tests cover it.)
+    """
+    launch = jax.custom_batching.custom_vmap(launch)
+
+    @launch.def_vmap
+    def _rule(axis_size, in_batched, *args):
+        del axis_size
+
+        def one(batched):
+            batched = iter(batched)
+            return launch(*(next(batched) if b else a for a, b in zip(args, in_batched)))
+
+        outs = lax.map(one, [a for a, b in zip(args, in_batched) if b])
+        return outs, tuple(True for _ in outs)
+
+    return launch
 
 
 # ----------------------------------------------------------------------------- custom_vjp core
