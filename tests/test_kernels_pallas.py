@@ -119,6 +119,19 @@ def test_mosaic_kernels_lower_for_tpu(kind):
     assert lowered.as_text().count("tpu_custom_call") >= 2  # forward and backward kernels
 
 
+def test_mosaic_time_chunk_is_the_largest_that_fits_the_vmem_budget():
+    from seqjax.kernels import pallas_tpu
+
+    budget = pallas_tpu._VMEM_BUDGET
+    assert pallas_tpu._default_time_chunk("gru", 16, 128) == 8
+    for kind in CELLS:
+        for block_b, h_pad in ((8, 128), (64, 256), (128, 512)):
+            chunk = pallas_tpu._default_time_chunk(kind, block_b, h_pad)
+            assert chunk in (1, 2, 4, 8)
+            assert chunk == 1 or pallas_tpu._vmem_bytes(kind, block_b, h_pad, chunk) <= budget
+            assert chunk == 8 or pallas_tpu._vmem_bytes(kind, block_b, h_pad, 2 * chunk) > budget
+
+
 def test_knobs_of_the_other_kernel_family_are_errors():
     cell = sj.lstm(4)
     params = cell.init(jax.random.key(0), I)

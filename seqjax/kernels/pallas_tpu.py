@@ -18,6 +18,10 @@ Layout: H is padded to a multiple of 128 (lanes), the batch to a multiple of 8 (
 to a multiple of ``time_chunk``; padded steps are masked, so they pass the carry through in
 either direction. Masks and resets, per step and example, are ``[T, B, 1]`` arrays.
 
+Blocks: ``time_chunk`` defaults to the most steps (up to 8) whose double-buffered blocks stay
+within 12 MiB of VMEM, below the 16 MiB default scoped limit of current TPUs. ``w_h`` is one
+block, so from H = 1024 (LSTM: 32 MiB double-buffered) it cannot fit; tiling it is future work.
+
 Status: built and tested on CPU in TPU interpret mode against ``reference`` (values and
 gradients; masks, resets, both directions); it also lowers for TPU on CPU. It has not run on a
 TPU, so ``backend="auto"`` never picks it (TPU keeps ``hoisted``) and nothing here is measured.
@@ -267,22 +271,46 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+# What the blocks of one grid step may take in VMEM: below the smallest default scoped VMEM
+# limit of current TPUs (16 MiB), with room for Mosaic's own temporaries.
+_VMEM_BUDGET = 12 * 2**20
+
+
+def _vmem_bytes(kind, block_b, h_pad, time_chunk):
+    """VMEM the double-buffered blocks of one grid step take (the larger of the two kernels)."""
+    gates, n_res = pallas_cells.CELLS[kind][:2]
+    weights = 2 * gates * h_pad * h_pad * 4
+    # Per step: x W_x and the gates' residuals (or their gradients), the output, the carries
+    # read, and the mask and reset columns (padded to 128 lanes).
+    per_step = 2 * (gates + n_res + 3 + 2) * block_b * h_pad * 4
+    return weights + time_chunk * per_step
+
+
+def _default_time_chunk(kind, block_b, h_pad):
+    """The most steps (8 at most, a power of two) whose blocks fit :data:`_VMEM_BUDGET`."""
+    chunk = 8
+    while chunk > 1 and _vmem_bytes(kind, block_b, h_pad, chunk) > _VMEM_BUDGET:
+        chunk //= 2
+    return chunk
+
+
 def run(cell, params, xs, mask, resets, carry0, *, reverse, interpret, block_b=None,
         time_chunk=None):
     """Time-major ``(carry_T, ys)``; see :func:`seqjax.kernels.pallas.run`, which dispatches here
     on TPU (or when asked for the Mosaic kernels). ``block_b`` (default: the whole padded batch
-    up to 128 rows) and ``time_chunk`` (default 8) set the blocking."""
+    up to 128 rows) and ``time_chunk`` (default: up to 8 steps, fewer where the blocks would not
+    fit :data:`_VMEM_BUDGET`) set the blocking. Unmeasured: no TPU has run these kernels."""
     spec = cell.spec
     gates = spec.num_gates
     time, batch = xs.shape[:2]
     hidden = spec.hidden_size
     dtype = carry0.h.dtype
-    time_chunk = time_chunk or 8
     block_b = block_b or min(_round_up(batch, 8), 128)
+    b_pad, h_pad = _round_up(batch, block_b), _round_up(hidden, 128)
+    time_chunk = time_chunk or _default_time_chunk(spec.kind, block_b, h_pad)
     if block_b % 8 or time_chunk < 1:
         raise ValueError(f"block_b must be a multiple of 8 and time_chunk >= 1 on TPU; got "
                          f"block_b={block_b}, time_chunk={time_chunk}")
-    b_pad, h_pad = _round_up(batch, block_b), _round_up(hidden, 128)
     t_pad = _round_up(time, time_chunk)
 
     def pad(x, *sizes):
