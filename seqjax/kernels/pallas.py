@@ -12,7 +12,8 @@ grid-wide barrier; every program of a batch block must be resident at once, so `
 batch blocks`` is capped at the SM count, and under ``jax.vmap`` such kernels run one instance
 after another instead of in one bigger grid). Each step thus streams only ``1 / split`` of
 ``w_h`` through an SM. The kernel writes the carry of every step (in processing order), the
-activated gates (the residuals) and the masked outputs; the LSTM cell state stays in registers.
+activated gates (the residuals) and the masked outputs; the LSTM cell state is carried in
+registers from step to step (and written out only as a residual).
 
 The backward is a ``custom_vjp``: a second kernel runs the reverse recurrence with the same
 split. Program ``(j, b)`` computes the gate gradients ``dz_t`` of its units (which are also the
