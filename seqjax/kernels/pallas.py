@@ -474,48 +474,39 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
         if given:
             raise ValueError(f"{', '.join(given)} only apply to the Triton (GPU) kernels; "
                              "the Mosaic (TPU) kernels take block_b and time_chunk")
-        carry, ys = pallas_tpu.run(cell, params, xs, mask, resets, carry0, reverse=reverse,
-                                   interpret=interpret, block_b=block_b, time_chunk=time_chunk)
-        carry_type = LSTMCarry if spec.kind == "lstm" else RNNCarry
-        return carry_type(*carry[:2 if spec.kind == "lstm" else 1]), ys.astype(xs.dtype)
-    if time_chunk is not None:
+    elif time_chunk is not None:
         raise ValueError("time_chunk only applies to the Mosaic (TPU) kernels; got "
                          f"time_chunk={time_chunk}")
-    gates = spec.num_gates
-    time, batch = xs.shape[:2]
-    hidden = spec.hidden_size
-    dtype = carry0.h.dtype
-
-    cores = 1 if interpret else getattr(jax.devices()[0], "core_count", None) or 1
-    block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
-        batch, hidden, cores, interpret, block_b, block_h, split, num_warps, k_chunk)
-    b_pad = -(-batch // block_b) * block_b
-
-    def pad(x, axis, size):
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (0, size - x.shape[axis])
-        return jnp.pad(x, widths)
-
-    xw = cell.project(params, xs).astype(dtype).reshape(time, batch, gates, hidden)
-    xw = pad(pad(jnp.transpose(xw, (0, 2, 1, 3)), 2, b_pad), 3, h_pad)
-    w = jnp.transpose(params.w_h.astype(dtype).reshape(hidden, gates, hidden), (1, 0, 2))
-    w = pad(pad(w, 1, h_pad), 2, h_pad)
-    if spec.kind == "gru":
-        bh = pad(params.b_h.astype(dtype).reshape(gates, hidden), 1, h_pad)
+    inputs = pallas_cells.kernel_inputs(cell, params, xs, mask, resets, carry0)
+    if mosaic:
+        (h_T, c_T), ys = pallas_tpu.run(spec.kind, inputs, reverse=reverse, interpret=interpret,
+                                        block_b=block_b, time_chunk=time_chunk)
     else:
-        bh = jnp.zeros((gates, h_pad), dtype)
-    h0 = pad(pad(carry0.h, 0, b_pad), 1, h_pad)
-    c0 = pad(pad(carry0.c, 0, b_pad), 1, h_pad) if spec.kind == "lstm" else None
-    valid = jnp.ones((time, batch), bool) if mask is None else mask
-    reset = jnp.zeros((time, batch), bool) if resets is None else resets & valid
-    valid = pad(valid.astype(dtype), 1, b_pad)
-    reset = pad(reset.astype(dtype), 1, b_pad)
-
-    cfg = _Config(spec.kind, time, block_b, block_h, h_pad, k_chunk, split, num_warps,
-                  bool(reverse), bool(interpret))
-    (h_T, c_T), ys = _core(cfg, xw, w, bh, h0, c0, valid, reset)
-    ys = ys[:, :batch, :hidden].astype(xs.dtype)
+        cores = 1 if interpret else getattr(jax.devices()[0], "core_count", None) or 1
+        (h_T, c_T), ys = _run_triton(spec.kind, inputs, cores, reverse, interpret, block_b,
+                                     block_h, split, num_warps, k_chunk)
+    time, batch, hidden = xs.shape[0], xs.shape[1], spec.hidden_size
+    ys = ys[:time, :batch, :hidden].astype(xs.dtype)
     h_T = h_T[:batch, :hidden]
     if spec.kind == "lstm":
         return LSTMCarry(h_T, c_T[:batch, :hidden]), ys
     return RNNCarry(h_T), ys
+
+
+def _run_triton(kind, inputs, cores, reverse, interpret, *knobs):
+    """``((h_T, c_T), ys)`` of the GPU kernels, padded (the caller slices)."""
+    time, gates, batch, hidden = inputs.xw.shape
+    block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
+        batch, hidden, cores, interpret, *knobs)
+    b_pad = -(-batch // block_b) * block_b
+    pad = pallas_cells.pad_to
+    xw = pad(inputs.xw, time, gates, b_pad, h_pad)
+    w = pad(inputs.w, gates, h_pad, h_pad)
+    bh = pad(inputs.bh, gates, h_pad)
+    h0 = pad(inputs.h0, b_pad, h_pad)
+    c0 = None if inputs.c0 is None else pad(inputs.c0, b_pad, h_pad)
+    valid = pad(inputs.valid, time, b_pad)
+    reset = pad(inputs.reset, time, b_pad)
+    cfg = _Config(kind, time, block_b, block_h, h_pad, k_chunk, split, num_warps, bool(reverse),
+                  bool(interpret))
+    return _core(cfg, xw, w, bh, h0, c0, valid, reset)

@@ -1,8 +1,10 @@
 """What the GPU (Triton) and TPU (Mosaic) Pallas kernels share: the cells' per-step math, forward
-and backward, on lists of per-gate tiles, and the XLA parts of the ``custom_vjp``.
+and backward, on lists of per-gate tiles, and the XLA parts around the kernels.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,3 +84,38 @@ def weight_grads(kind, h_in, drec, gates):
     if kind == "gru":
         return dw, jnp.sum(drec, axis=(0, 2))
     return dw, jnp.zeros((gates, h_in.shape[-1]), h_in.dtype)
+
+
+class KernelInputs(NamedTuple):
+    """What both kernel families take, before padding; float in the carry's dtype."""
+
+    xw: jax.Array  # [T, G, B, H] input projection, gate-major
+    w: jax.Array  # [G, H, H] recurrent weights, w[g, k, j] = w_h[k, g * H + j]
+    bh: jax.Array  # [G, H] recurrent bias (the GRU's; zeros for the LSTM)
+    h0: jax.Array  # [B, H]
+    c0: jax.Array | None  # [B, H], LSTM only
+    valid: jax.Array  # [T, B], 1 where the step is processed
+    reset: jax.Array  # [T, B], 1 where the carry goes back to carry0 first (valid steps only)
+
+
+def kernel_inputs(cell, params, xs, mask, resets, carry0) -> KernelInputs:
+    spec = cell.spec
+    gates, hidden = spec.num_gates, spec.hidden_size
+    time, batch = xs.shape[:2]
+    dtype = carry0.h.dtype
+    xw = cell.project(params, xs).astype(dtype).reshape(time, batch, gates, hidden)
+    w = jnp.transpose(params.w_h.astype(dtype).reshape(hidden, gates, hidden), (1, 0, 2))
+    if spec.kind == "gru":
+        bh = params.b_h.astype(dtype).reshape(gates, hidden)
+    else:
+        bh = jnp.zeros((gates, hidden), dtype)
+    valid = jnp.ones((time, batch), bool) if mask is None else mask
+    reset = jnp.zeros((time, batch), bool) if resets is None else resets & valid
+    return KernelInputs(jnp.transpose(xw, (0, 2, 1, 3)), w, bh, carry0.h,
+                        carry0.c if spec.kind == "lstm" else None, valid.astype(dtype),
+                        reset.astype(dtype))
+
+
+def pad_to(x, *sizes):
+    """Zero-pad ``x`` at the end of each axis to ``sizes``."""
+    return jnp.pad(x, [(0, size - n) for n, size in zip(x.shape, sizes)])

@@ -12,7 +12,7 @@ is one ``[block_b, H] @ [H, H]`` matmul per gate on the MXU plus the cell's elem
 The forward writes, per time step (in time order), the masked output, the carry each step
 read (after resets) and the activated gates; the backward kernel walks the chunks in the
 opposite order, emits the per-step gate gradients and ``d carry0``, and the weight gradients
-are then single big matmuls in XLA (``pallas.py``'s ``custom_vjp`` wrapper is shared).
+are then single big matmuls in XLA (``pallas_cells.weight_grads``, as on GPU).
 
 Layout: H is padded to a multiple of 128 (lanes), the batch to a multiple of 8 (sublanes) and T
 to a multiple of ``time_chunk``; padded steps are masked, so they pass the carry through in
@@ -294,45 +294,28 @@ def _default_time_chunk(kind, block_b, h_pad):
     return chunk
 
 
-def run(cell, params, xs, mask, resets, carry0, *, reverse, interpret, block_b=None,
-        time_chunk=None):
-    """Time-major ``(carry_T, ys)``; see :func:`seqjax.kernels.pallas.run`, which dispatches here
-    on TPU (or when asked for the Mosaic kernels). ``block_b`` (default: the whole padded batch
-    up to 128 rows) and ``time_chunk`` (default: up to 8 steps, fewer where the blocks would not
-    fit :data:`_VMEM_BUDGET`) set the blocking. Unmeasured: no TPU has run these kernels."""
-    spec = cell.spec
-    gates = spec.num_gates
-    time, batch = xs.shape[:2]
-    hidden = spec.hidden_size
-    dtype = carry0.h.dtype
+def run(kind, inputs, *, reverse, interpret, block_b=None, time_chunk=None):
+    """``((h_T, c_T), ys)`` of :class:`~seqjax.kernels.pallas_cells.KernelInputs`, padded (the
+    caller slices); see :func:`seqjax.kernels.pallas.run`, which dispatches here on TPU (or when
+    asked for the Mosaic kernels). ``block_b`` (default: the whole padded batch up to 128 rows)
+    and ``time_chunk`` (default: up to 8 steps, fewer where the blocks would not fit
+    :data:`_VMEM_BUDGET`) set the blocking. Unmeasured: no TPU has run these kernels."""
+    time, gates, batch, hidden = inputs.xw.shape
     block_b = block_b or min(_round_up(batch, 8), 128)
     b_pad, h_pad = _round_up(batch, block_b), _round_up(hidden, 128)
-    time_chunk = time_chunk or _default_time_chunk(spec.kind, block_b, h_pad)
+    time_chunk = time_chunk or _default_time_chunk(kind, block_b, h_pad)
     if block_b % 8 or time_chunk < 1:
         raise ValueError(f"block_b must be a multiple of 8 and time_chunk >= 1 on TPU; got "
                          f"block_b={block_b}, time_chunk={time_chunk}")
     t_pad = _round_up(time, time_chunk)
-
-    def pad(x, *sizes):
-        return jnp.pad(x, [(0, size - n) for n, size in zip(x.shape, sizes)])
-
-    xw = cell.project(params, xs).astype(dtype).reshape(time, batch, gates, hidden)
-    xw = pad(jnp.transpose(xw, (0, 2, 1, 3)), t_pad, gates, b_pad, h_pad)
-    w = jnp.transpose(params.w_h.astype(dtype).reshape(hidden, gates, hidden), (1, 0, 2))
-    w = pad(w, gates, h_pad, h_pad)
-    if spec.kind == "gru":
-        bh = pad(params.b_h.astype(dtype).reshape(gates, 1, hidden), gates, 1, h_pad)
-    else:
-        bh = jnp.zeros((gates, 1, h_pad), dtype)
-    h0 = pad(carry0.h, b_pad, h_pad)
-    c0 = pad(carry0.c, b_pad, h_pad) if spec.kind == "lstm" else None
-    valid = jnp.ones((time, batch), bool) if mask is None else mask
-    reset = jnp.zeros((time, batch), bool) if resets is None else resets & valid
+    pad = pallas_cells.pad_to
+    xw = pad(inputs.xw, t_pad, gates, b_pad, h_pad)
+    w = pad(inputs.w, gates, h_pad, h_pad)
+    bh = pad(inputs.bh[:, None, :], gates, 1, h_pad)
+    h0 = pad(inputs.h0, b_pad, h_pad)
+    c0 = None if inputs.c0 is None else pad(inputs.c0, b_pad, h_pad)
     # Padded steps and rows are masked: they carry the state through and emit zeros.
-    valid = pad(valid.astype(dtype)[:, :, None], t_pad, b_pad, 1)
-    reset = pad(reset.astype(dtype)[:, :, None], t_pad, b_pad, 1)
-
-    cfg = Config(spec.kind, block_b, time_chunk, t_pad // time_chunk, bool(reverse),
-                 bool(interpret))
-    (h_T, c_T), ys = core(cfg, xw, w, bh, h0, c0, valid, reset)
-    return (h_T[:batch, :hidden], c_T[:batch, :hidden]), ys[:time, :batch, :hidden]
+    valid = pad(inputs.valid[:, :, None], t_pad, b_pad, 1)
+    reset = pad(inputs.reset[:, :, None], t_pad, b_pad, 1)
+    cfg = Config(kind, block_b, time_chunk, t_pad // time_chunk, bool(reverse), bool(interpret))
+    return core(cfg, xw, w, bh, h0, c0, valid, reset)
