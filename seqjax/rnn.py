@@ -165,10 +165,10 @@ def rnn(
     xs = _check_xs(xs, params, time_major)
     if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
         raise ValueError(f"unroll must be a positive int; got {unroll!r}")
-    backend_impl = kernels.resolve(backend, cell.spec, remat=bool(remat))
     if not time_major:
         xs = jnp.swapaxes(xs, 0, 1)
     time, batch = xs.shape[:2]
+    backend_impl = kernels.resolve(backend, cell.spec, remat=bool(remat), batch=batch)
 
     if mask is not None and lengths is not None:
         raise ValueError("pass either mask or lengths, not both")

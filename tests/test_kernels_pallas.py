@@ -186,9 +186,15 @@ def test_auto_never_picks_pallas_on_cpu():
     for make in (sj.lstm, sj.gru):
         for hidden in (8, 64, 256):
             assert sj.kernels.auto_backend(make(hidden).spec, "cpu") != "pallas"
+
+def test_auto_picks_pallas_on_gpu_where_the_default_tiling_fits(monkeypatch):
+    monkeypatch.setattr(pallas, "_sm_count", lambda: 132)
     assert sj.kernels.auto_backend(sj.lstm(32).spec, "gpu") == "pallas"
-    assert sj.kernels.auto_backend(sj.gru(128).spec, "gpu") == "pallas"
-    assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu") != "pallas"
+    assert sj.kernels.auto_backend(sj.gru(128).spec, "gpu", batch=32) == "pallas"
+    assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu", batch=64) == "pallas"
+    assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu", batch=4096) == "fused"
+    assert sj.kernels.auto_backend(sj.lstm(512).spec, "gpu", batch=128) == "fused"
+    assert sj.kernels.auto_backend(sj.gru(256, reset_after=False).spec, "gpu") == "fused"
 
 
 def plan(batch, hidden, cores=132, interpret=False, **knobs):
@@ -204,15 +210,34 @@ def test_default_tiling_small_hidden_is_one_program_per_batch_block():
 
 def test_default_tiling_splits_large_hidden_over_resident_programs():
     assert plan(64, 256) == dict(block_b=16, block_h=16, h_pad=256, split=16, k_chunk=64)
-    assert plan(128, 512)["split"] == 16  # 8 batch blocks x 16 programs <= 132 SMs
+    assert plan(32, 128)["split"] == 8
+    # Larger batches get larger batch blocks, so that every block's programs fit at once.
+    assert plan(512, 256)["block_b"] == 64
     for batch in (1, 16, 100, 512, 4096):
-        for hidden in (65, 128, 200, 1024):
+        for hidden in (65, 128, 200, 256, 1024):
             for cores in (1, 8, 132):
-                p = plan(batch, hidden, cores)
+                try:
+                    p = plan(batch, hidden, cores)
+                except ValueError as err:
+                    # Only where w_h cannot be spread thinly enough over resident programs.
+                    h_pad = 1 << (hidden - 1).bit_length()
+                    least = pallas._held_bytes(h_pad, 1) // pallas._HELD_BYTES
+                    assert least > h_pad // 16 or -(-batch // 128) * least > cores, err
+                    continue
                 groups = -(-batch // p["block_b"])
                 tiles = p["h_pad"] // p["block_h"]
                 assert tiles % p["split"] == 0 and p["split"] & (p["split"] - 1) == 0
                 assert p["split"] == 1 or p["split"] * groups <= cores
+                assert pallas._held_bytes(p["h_pad"], p["split"]) <= pallas._HELD_BYTES
+
+
+def test_too_large_for_the_registers_is_a_clear_error():
+    with pytest.raises(ValueError, match="hidden=512 is too large"):
+        plan(128, 512)
+    with pytest.raises(ValueError, match="batch=4096 with hidden=256"):
+        plan(4096, 256)
+    with pytest.raises(ValueError, match="KiB of w_h"):
+        plan(64, 256, split=8)
 
 
 @pytest.mark.parametrize("knobs, match", [
@@ -222,6 +247,8 @@ def test_default_tiling_splits_large_hidden_over_resident_programs():
     (dict(split=3), "split"),
     (dict(split=32), "split must divide"),
     (dict(split=16, block_b=8), "resident"),  # 8 batch blocks x 16 programs > 100 SMs
+    (dict(num_warps=3), "num_warps"),
+    (dict(num_warps=(4, 64)), "num_warps"),
 ])
 def test_bad_tiling_is_a_clear_error(knobs, match):
     with pytest.raises(ValueError, match=match):

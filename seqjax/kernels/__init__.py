@@ -37,8 +37,9 @@ BACKENDS: dict[str, Backend] = {
 _INPUT_ONLY_GATES = ("min_gru", "min_lstm")
 
 
-def auto_backend(spec, platform: str, remat: bool = False) -> str:
-    """The backend ``backend="auto"`` picks for a cell on a platform.
+def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = None) -> str:
+    """The backend ``backend="auto"`` picks for a cell on a platform (and batch size, where
+    known: :func:`seqjax.rnn` passes it, and the ``pallas`` rule below depends on it).
 
     Rules (measured by ``make bench``; see experiments/results/bench/):
     * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``sequential`` (blocked
@@ -49,14 +50,15 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
       2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
       min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43.
       TPU is unmeasured.
-    * LSTM and GRU (``reset_after=True``) on GPU with H <= 128: ``pallas`` (persistent kernels,
-      the hidden units split over SMs with a barrier per step; ``seqjax/kernels/pallas.py``).
-      H100 training step ms, pallas / fused / reference / torch cuDNN: B64 T128 I128 H32 lstm
-      1.09 / 3.28 / 5.37 / 1.76; H64 lstm 1.98 / 3.57 / 5.76 / 1.60, gru 1.73 / 3.06 / 5.60 /
-      1.60; S2 (H128) lstm 9.12 / 12.61 / 21.50 / 2.73, gru 7.63 / 12.55 / 21.60 / 2.60; S4
-      (H64) lstm 14.18 / 23.69 / 37.13 / 1.82. At H256 ``fused`` is as fast or faster (S1 lstm
-      3.67 vs 4.14, gru 3.46 vs 3.41) and at H512 pallas is 20x slower (S3 lstm 34.7 vs 1.6),
-      so larger H keeps the rule below. Never on CPU (interpreted there).
+    * LSTM and GRU (``reset_after=True``) on GPU wherever the ``pallas`` kernels' default tiling
+      fits the shape (``pallas.fits``: up to H256, the batch blocks' programs resident at once):
+      ``pallas`` (persistent kernels, ``w_h`` held in registers and split over SMs with a
+      barrier per step; ``seqjax/kernels/pallas.py``). H100 training step ms, pallas / fused /
+      reference / torch cuDNN: S1 (H256) lstm 1.68 / 3.68 / 6.64 / 5.86, gru 1.58 / 3.56 /
+      6.18 / 6.03; S2 (H128) lstm 4.04 / 13.22 / 21.76 / 3.04, gru 3.92 / 12.34 / 21.14 / 2.06;
+      S4 (H64) lstm 5.62 / 23.16 / 37.40 / 1.74; B64 T128 I128 H64 lstm 0.92 / 3.31 / 5.66 /
+      1.97; H32 lstm 0.61 / 3.26 / 5.46 / 1.81. At H512 (S3) w_h does not fit the registers of
+      the programs a batch block can have: ``fused``. Never on CPU (interpreted there).
     * Otherwise SimpleRNN, LSTM and GRU (both forms) on CPU and GPU: ``fused`` (custom VJP; the
       weight gradients are single big matmuls; see ``seqjax/kernels/fused.py``). fp32 training
       step ms, fused / reference / hoisted / torch, interleaved in one run per platform:
@@ -80,7 +82,7 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
         return "parallel" if platform == "gpu" else "sequential"
     if remat:
         return "reference"
-    if platform == "gpu" and pallas.supports(spec) and spec.hidden_size <= 128:
+    if platform == "gpu" and pallas.supports(spec) and pallas.fits(batch or 1, spec.hidden_size):
         return "pallas"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"
@@ -89,10 +91,10 @@ def auto_backend(spec, platform: str, remat: bool = False) -> str:
     return "hoisted"
 
 
-def resolve(name: str, spec, remat: bool = False) -> Backend:
+def resolve(name: str, spec, remat: bool = False, batch: int | None = None) -> Backend:
     """Look up a backend by name (``"auto"`` included) and check that it supports the cell."""
     if name == "auto":
-        name = auto_backend(spec, jax.default_backend(), remat)
+        name = auto_backend(spec, jax.default_backend(), remat, batch)
     if name not in BACKENDS:
         raise ValueError(
             f"backend must be 'auto' or one of {sorted(BACKENDS)}; got {name!r}"

@@ -1,32 +1,42 @@
 """LSTM and GRU as one persistent Pallas kernel for the forward and one for the backward (GPU).
 
 Scheme (cuDNN's persistent RNN). The input projection ``xs @ w_x + b`` for all steps is one XLA
-matmul outside the kernels. The forward kernel runs the whole time loop in a single launch over
-a grid of ``(split, batch blocks)`` programs: program ``(j, b)`` owns ``block_b`` batch rows and
-``H / split`` hidden units (all gates of them), ``block_h`` units per tile. At each step it reads
-the whole carry ``h_{t-1}`` of its rows, multiplies it by its own columns of ``w_h`` (in
-``k_chunk``-unit slices of the contracted axis), applies the cell and writes its units of
-``h_t``. Then the ``split`` programs of a batch block wait for each other: one atomic counter per
-batch block, which each program increments once per step and polls until all have (the
-grid-wide barrier; every program of a batch block must be resident at once, so ``split x
+matmul outside the kernels (read by the kernels as laid out, ``[T, B, G, H]``). The forward
+kernel runs the whole time loop in a single launch over a grid of ``(split, batch blocks)``
+programs: program ``(j, b)`` owns ``block_b`` batch rows and ``H / split`` hidden units (all
+gates of them), ``block_h`` units per tile. Its columns of ``w_h`` are loaded once and stay in
+registers for the whole sequence, laid out with the gates of a tile side by side, so that one
+``dot`` per ``k_chunk``-unit slice of the contracted axis gives every gate of the tile. At each
+step the program reads the whole carry ``h_{t-1}`` of its rows, applies the cell and writes its
+units of ``h_t``. Then the ``split`` programs of a batch block wait for each other: one atomic
+counter per batch block, which each program increments once per step and polls until all have
+(the grid-wide barrier; every program of a batch block must be resident at once, so ``split x
 batch blocks`` is capped at the SM count, and under ``jax.vmap`` such kernels run one instance
-after another instead of in one bigger grid). Each step thus streams only ``1 / split`` of
-``w_h`` through an SM. The kernel writes the carry of every step (in processing order), the
-activated gates (the residuals) and the masked outputs; the LSTM cell state is carried in
-registers from step to step (and written out only as a residual).
+after another instead of in one bigger grid). The kernel writes the carry of every step (in
+processing order), the activated gates (the residuals) and the masked outputs; the program's
+own units of the carry (``h`` and the LSTM cell state) stay in registers from step to step.
 
 The backward is a ``custom_vjp``: a second kernel runs the reverse recurrence with the same
-split. Program ``(j, b)`` computes the gate gradients ``dz_t`` of its units (which are also the
-input projection's cotangent), waits for its batch block, then forms its units of
-``dh_{t-1} = dz_t w_h^T`` from everyone's ``dz_t``; ``d carry0`` falls out at the end.
-``d w_h = sum_t h_{t-1}^T dz_t`` and the bias gradient are single big matmuls/reductions in
-XLA, and autodiff of ``cell.project`` gives ``d w_x``, ``d b``, ``d xs``.
+split and the transposed ``w_h`` columns held in registers. Program ``(j, b)`` computes the gate
+gradients ``dz_t`` of its units (which are also the input projection's cotangent) and its share
+``dz_t[:, mine] w_h[:, mine]^T`` of ``dh_{t-1}`` for every unit, writes the share, waits for its
+batch block, and sums everyone's shares of its own units (exchanging ``[rows, H]`` per program
+instead of everyone's ``[rows, G*H]`` gate gradients). ``d carry0`` falls out at the end.
+``d w_h = sum_t h_{t-1}^T dz_t`` and the bias gradient are single big matmuls/reductions in XLA,
+and autodiff of ``cell.project`` gives ``d w_x``, ``d b``, ``d xs``.
 
 Masks, resets and direction are handled inside the kernels exactly as ``masked_scan``: a masked
 step keeps the carry and emits zeros; an (effective, i.e. valid) reset replaces the carry by
 ``carry0`` before the step; ``reverse`` walks ``t = T-1 .. 0`` writing each output at its own
 position. B is padded to ``block_b`` rows and H to a power of two (>= 16, Triton's smallest
 ``dot``); padded units stay exactly zero (zero weights, zero inputs, zero initial carry).
+
+Limits: each program holds ``16 * H * H / split`` bytes of ``w_h`` (four gates side by side,
+the GRU's three padded to four, float32); :data:`_HELD_BYTES` (64 KiB, H256 over 16 programs)
+is what was measured to work, so H256 needs ``split >= 16`` and H512 would need 64 programs per
+batch block, more tiles than it has: the default tiling raises a clear error there and
+``backend="auto"`` (which asks :func:`fits`) keeps ``fused``. Larger batches get larger batch
+blocks (up to 128 rows) so that all programs stay resident.
 
 Supported: ``lstm`` and ``gru`` with ``reset_after=True`` (the cuDNN form). ``gru(reset_after=
 False)`` needs a second, dependent matmul per step and is left to the other backends.
@@ -41,36 +51,32 @@ imported lazily, so the library imports without it.
 
 Measured on one H100 (``python experiments/bench_pallas_gpu.py``; JAX 0.11.2, Triton lowering,
 fp32 with TF32 dots; training step ``jit(grad)`` of ``mean(ys**2)``, ms, median, interleaved
-within each shape; torch 2.11 ``nn.LSTM``/``nn.GRU`` with cuDNN, TF32 allowed)::
+within each shape; torch 2.11 ``nn.LSTM``/``nn.GRU`` with cuDNN, TF32 allowed; 2026-11-23)::
 
-                                  pallas  fused  hoisted  reference  torch cuDNN
-    S1 B64 T128 I128 H256   lstm   4.14   3.67    4.63     6.55       6.44  (pallas fwd 2.23)
-                            gru    3.41   3.46    4.27     6.29       5.59  (pallas fwd 1.75)
-    S2 B32 T512 I64 H128    lstm   9.12  12.61   15.61    21.50       2.73
-                            gru    7.63  12.55   14.69    21.60       2.60  (k_chunk None)
-    S3 B128 T32 I64 H512    lstm  34.66   1.61    1.96     2.59       3.47
-    S4 B16 T1024 I32 H64    lstm  14.18  23.69   28.90    37.13       1.82
-                            gru   11.94  22.52   24.87    38.69       2.25
-    B64 T128 I128 H64       lstm   1.98   3.57    4.55     5.76       1.60
-                            gru    1.73   3.06    4.19     5.60       1.60
-    B64 T128 I128 H32       lstm   1.09   3.28    4.49     5.37       1.76
-                            gru    0.92   3.03    3.69     5.75       1.34
+                                  pallas (forward)  fused  hoisted  reference  torch cuDNN
+    S1 B64 T128 I128 H256   lstm   1.68  (0.80)     3.68    5.09     6.64       5.86
+                            gru    1.58  (0.75)     3.56    4.62     6.18       6.03
+    S2 B32 T512 I64 H128    lstm   4.04  (1.95)    13.22   17.92    21.76       3.04
+                            gru    3.92  (1.86)    12.34   16.37    21.14       2.06
+    S3 B128 T32 I64 H512    lstm   too large        1.55    2.08     2.53       3.27
+    S4 B16 T1024 I32 H64    lstm   5.62  (3.16)    23.16   29.29    37.40       1.74
+                            gru    5.13  (2.85)    22.95   28.80    38.82       2.37
+    B64 T128 I128 H64       lstm   0.92  (0.57)     3.31    4.56     5.66       1.97
+                            gru    0.80  (0.49)     3.11    4.12     5.67       1.60
+    B64 T128 I128 H32       lstm   0.61  (0.40)     3.26    4.50     5.46       1.81
+                            gru    0.53  (0.32)     3.11    4.24     5.90       1.69
 
-What the tile sweep at S1 showed (LSTM, ms; ``(block_b, block_h, split, num_warps, k_chunk)``):
-with the contracted axis whole, 16-row blocks were very slow (``(16,16,16,4)`` 22.6, forward
-alone 21.3; one program per batch block ``(16,32,1,4)`` 102; 2 warps at 64 rows 62.6) while
-64-row blocks were not (``(64,16,16,4)`` 4.8). The likely reason (not profiled): only from 64
-rows do Triton's Hopper matmuls (wgmma) take the ``[rows, H]`` carry from shared memory; below
-that each warp holds it in registers, which at H=256 would spill. Slicing the contracted axis
-(``k_chunk=64``) fixed the small blocks: ``(16,16,16,4,64)`` 4.14, ``(16,32,8,4,64)`` 4.07,
-against ``(64,16,16,8)`` 6.06 in the same run. At H <= 64 one program per batch block needs no
-barrier and stays the default.
-
-Software pipelining (``num_stages > 1``) is off: it loaded the next step's carry before the
-barrier that makes it valid (wrong results at H64 in a first try). Errors against
-``reference`` on GPU are TF32-level (relative 1e-4 to 2e-4), masks, resets, both directions
-and split/unsplit included. S3 (B128, H512: 8 batch blocks, 2 tiles per program) is far off
-and was not investigated; ``auto`` keeps ``fused`` there.
+What each change did (S1 LSTM, ms, each pair from one interleaved run): holding ``w_h`` in
+registers instead of reloading it every step 4.41 -> 3.15 (forward 2.74 -> 1.58); loading the
+other loop invariants (``h0``, ``c0``, the bias) once, forward 1.44 -> 1.26; the gates side by
+side (4 dots per step instead of 16), forward 1.26 -> 0.74; the backward's shares and more
+warps for it (``num_warps=(4, 16)``) 2.91 -> 1.73 (8 warps: 2.08). Skipping the inter-program
+wait (wrong results, an ablation) took the forward from 1.44 to 1.17: the barrier costs about
+2 us per step. Software pipelining (``num_stages > 1``) is off: it loaded the next step's carry
+before the barrier that makes it valid (wrong results in an earlier version). Polling the
+counter with plain volatile loads instead of atomics gave wrong results too (not understood;
+the atomic poll is kept). Errors against ``reference`` on GPU are TF32-level (relative 3e-5 to
+1.2e-4), masks, resets, both directions and split/unsplit tilings included.
 """
 
 from __future__ import annotations
@@ -106,7 +112,7 @@ class _Config(NamedTuple):
     hidden: int  # padded hidden size, a multiple of block_h * split
     k_chunk: int | None  # contract h @ w_h in chunks of this many units (None: all at once)
     split: int  # programs sharing one batch block, each owning hidden // split units
-    num_warps: int
+    num_warps: tuple[int, int]  # Triton warps per program: forward, backward kernel
     reverse: bool
     interpret: bool
 
@@ -114,13 +120,35 @@ class _Config(NamedTuple):
 # ----------------------------------------------------------------------------- kernels
 
 
-def _my_columns(cfg):
-    """The hidden-unit tiles this program owns: ``hidden // split`` units, ``block_h`` at a time."""
+def _my_tiles(cfg):
+    """Indices of the hidden-unit tiles this program owns: ``hidden // split`` units."""
     from jax.experimental import pallas as pl
 
     tiles = cfg.hidden // cfg.block_h // cfg.split
-    first = pl.program_id(0) * tiles
-    return [pl.ds((first + k) * cfg.block_h, cfg.block_h) for k in range(tiles)]
+    return [pl.program_id(0) * tiles + k for k in range(tiles)]
+
+
+def _my_columns(cfg):
+    """This program's tiles as slices of the hidden axis, ``block_h`` units each."""
+    from jax.experimental import pallas as pl
+
+    return [pl.ds(tile * cfg.block_h, cfg.block_h) for tile in _my_tiles(cfg)]
+
+
+def _side_by_side(gates):
+    """Gates per tile in the forward kernel's weight layout (a power of two for ``jnp.split``)."""
+    return 1 << (gates - 1).bit_length()
+
+
+def _gates_side_by_side(w, block_h):
+    """``[G, H, H] -> [H, tiles * G' * block_h]``: for each tile of ``block_h`` units, the
+    columns of every gate next to each other (``G'`` gates, zero-padded to a power of two), so
+    that one ``dot`` per slice of the contracted axis yields all gates of a tile."""
+    gates, hidden, _ = w.shape
+    side = _side_by_side(gates)
+    w = jnp.pad(w, ((0, side - gates), (0, 0), (0, 0)))
+    w = w.reshape(side, hidden, hidden // block_h, block_h)
+    return jnp.transpose(w, (1, 2, 0, 3)).reshape(hidden, -1)
 
 
 def _sync(cfg, counters_ref, phase):
@@ -165,39 +193,49 @@ def _forward_kernel(cfg, *refs):
     rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
     mine = _my_columns(cfg)
     chunks = _chunks(cfg)
-
-    for cols in mine:
-        hseq_ref[0, rows, cols] = h0_ref[rows, cols]
+    side = _side_by_side(gates)
+    wide = side * cfg.block_h
+    # Loop invariants are loaded once: this program's columns of w_h stay in registers for the
+    # whole sequence (reloading them each step was most of a step's time).
+    w_mine = [[w_ref[kc, pl.ds(tile * wide, wide)] for kc in chunks] for tile in _my_tiles(cfg)]
+    bh_mine = [[bh_ref[g, cols][None, :] for g in range(gates)] for cols in mine]
+    h0_chunks = [h0_ref[rows, kc] for kc in chunks]
+    h0_mine = [h0_ref[rows, cols] for cols in mine]
+    c0_mine = [c0_ref[rows, cols] if has_c else None for cols in mine]
+    for cols, h0, c0 in zip(mine, h0_mine, c0_mine):
+        hseq_ref[0, rows, cols] = h0
         if has_c:
-            cseq_ref[0, rows, cols] = c0_ref[rows, cols]
+            cseq_ref[0, rows, cols] = c0
     _sync(cfg, counters_ref, 0)
 
-    def step(s, c_carry):
+    def step(s, carry):
+        # This program's units of the carry stay in registers; the whole h_{t-1} of its rows,
+        # which the other programs wrote, comes from hseq.
+        h_mine, c_mine = carry
         t = cfg.time - 1 - s if cfg.reverse else s
         valid = (valid_ref[t, rows] > 0.5)[:, None]
         reset = (reset_ref[t, rows] > 0.5)[:, None]
-        h_parts = [jnp.where(reset, h0_ref[rows, kc], hseq_ref[s, rows, kc]) for kc in chunks]
-        c_next = []
+        h_parts = [jnp.where(reset, h0, hseq_ref[s, rows, kc]) for h0, kc in zip(h0_chunks, chunks)]
+        h_next, c_next = [], []
         for k, cols in enumerate(mine):
-            hw = [sum(dot(h, w_ref[g, kc, cols]) for h, kc in zip(h_parts, chunks))
-                  for g in range(gates)]
-            xw = [xw_ref[t, g, rows, cols] for g in range(gates)]
-            bh = [bh_ref[g, cols][None, :] for g in range(gates)]
-            h_in = jnp.where(reset, h0_ref[rows, cols], hseq_ref[s, rows, cols])
-            c_in = jnp.where(reset, c0_ref[rows, cols], c_carry[k]) if has_c else None
-            h_new, c_new, res = fwd(xw, hw, bh, h_in, c_in)
+            hw_all = sum(dot(h, w) for h, w in zip(h_parts, w_mine[k]))
+            hw = jnp.split(hw_all, side, axis=1)[:gates]
+            xw = [xw_ref[t, rows, g, cols] for g in range(gates)]
+            h_in = jnp.where(reset, h0_mine[k], h_mine[k])
+            c_in = jnp.where(reset, c0_mine[k], c_mine[k]) if has_c else None
+            h_new, c_new, res = fwd(xw, hw, bh_mine[k], h_in, c_in)
             for j in range(n_res):
                 res_ref[t, j, rows, cols] = res[j]
             ys_ref[t, rows, cols] = jnp.where(valid, h_new, jnp.zeros_like(h_new))
-            hseq_ref[s + 1, rows, cols] = jnp.where(valid, h_new, h_in)
+            h_next.append(jnp.where(valid, h_new, h_in))
+            hseq_ref[s + 1, rows, cols] = h_next[-1]
             if has_c:
                 c_next.append(jnp.where(valid, c_new, c_in))
                 cseq_ref[s + 1, rows, cols] = c_next[-1]
         _sync(cfg, counters_ref, s + 1)
-        return tuple(c_next)
+        return tuple(h_next), tuple(c_next)
 
-    c_init = tuple(c0_ref[rows, cols] for cols in mine) if has_c else ()
-    lax.fori_loop(0, cfg.time, step, c_init)
+    lax.fori_loop(0, cfg.time, step, (tuple(h0_mine), tuple(c0_mine) if has_c else ()))
 
 
 def _backward_kernel(cfg, *refs):
@@ -206,13 +244,16 @@ def _backward_kernel(cfg, *refs):
     gates, n_res, has_c, _, bwd = CELLS[cfg.kind]
     (dys_ref, dhT_ref, dcT_ref, res_ref, hseq_ref, cseq_ref, w_ref, h0_ref, c0_ref, valid_ref,
      reset_ref) = refs[:11]
-    dxw_ref, drec_ref, dh0_ref, dc0_ref, counters_ref = refs[11:]
+    dxw_ref, drec_ref, dh0_ref, dc0_ref, partial_ref, counters_ref = refs[11:]
     rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
+    me = pl.program_id(0)
     mine = _my_columns(cfg)
-    chunks = _chunks(cfg)
-    # For the LSTM the recurrent cotangent equals the gate gradient: one array serves both.
-    rec_ref = drec_ref if drec_ref is not None else dxw_ref
-    n = len(mine)
+    units = pl.ds(0, cfg.hidden)
+    everyone = pl.ds(0, cfg.split)
+    # Loop invariants, loaded once: w_h's rows for this program's gate columns stay in registers.
+    w_mine = [[w_ref[g, units, cols] for g in range(gates)] for cols in mine]
+    h0_mine = [h0_ref[rows, cols] for cols in mine]
+    c0_mine = [c0_ref[rows, cols] if has_c else None for cols in mine]
 
     def step(k_step, carry):
         # dh, dc: cotangents of this program's tiles of the carry after step t; to_h0, to_c0:
@@ -223,21 +264,24 @@ def _backward_kernel(cfg, *refs):
         valid = (valid_ref[t, rows] > 0.5)[:, None]
         reset = (reset_ref[t, rows] > 0.5)[:, None]
         direct, dc_out, to_c0_out = [], [], []
+        partial = 0.0
         for k, cols in enumerate(mine):
             dh_new = jnp.where(valid, dh[k] + dys_ref[t, rows, cols], jnp.zeros_like(dh[k]))
-            h_in = jnp.where(reset, h0_ref[rows, cols], hseq_ref[s, rows, cols])
+            h_in = jnp.where(reset, h0_mine[k], hseq_ref[s, rows, cols])
             res = [res_ref[t, j, rows, cols] for j in range(n_res)]
             if has_c:
                 dc_new = jnp.where(valid, dc[k], jnp.zeros_like(dc[k]))
-                c_in = jnp.where(reset, c0_ref[rows, cols], cseq_ref[s, rows, cols])
+                c_in = jnp.where(reset, c0_mine[k], cseq_ref[s, rows, cols])
                 c_new = cseq_ref[s + 1, rows, cols]
             else:
                 dc_new = c_in = c_new = None
             dxw, drec, dh_direct, dc_in = bwd(res, h_in, c_in, c_new, dh_new, dc_new)
             for g in range(gates):
-                dxw_ref[t, g, rows, cols] = dxw[g]
+                dxw_ref[t, rows, g, cols] = dxw[g]
                 if drec_ref is not None:
-                    drec_ref[t, g, rows, cols] = drec[g]
+                    drec_ref[t, rows, g, cols] = drec[g]
+                # This program's share of dz_t w_h^T, for every unit of h_{t-1}.
+                partial = partial + dot(drec[g], w_mine[k][g], transpose_b=True)
             # Masked steps pass the carry's cotangent through; the recurrent part is added below.
             direct.append(jnp.where(
                 valid, jnp.zeros_like(dh[k]) if dh_direct is None else dh_direct, dh[k]))
@@ -245,18 +289,19 @@ def _backward_kernel(cfg, *refs):
                 dc_prev = jnp.where(valid, dc_in, dc[k])
                 to_c0_out.append(to_c0[k] + jnp.where(reset, dc_prev, jnp.zeros_like(dc_prev)))
                 dc_out.append(jnp.where(reset, jnp.zeros_like(dc_prev), dc_prev))
+        # Two buffers by step parity: a program that runs ahead writes the next step's shares
+        # while the others still read this step's.
+        parity = lax.rem(k_step, 2)
+        partial_ref[parity, rows, me, units] = partial
         _sync(cfg, counters_ref, k_step)
         dh_out, to_h0_out = [], []
         for k, cols in enumerate(mine):
-            rec = direct[k]
-            for g in range(gates):
-                for kc in chunks:
-                    rec = rec + dot(rec_ref[t, g, rows, kc], w_ref[g, cols, kc], transpose_b=True)
+            rec = direct[k] + jnp.sum(partial_ref[parity, rows, everyone, cols], axis=1)
             to_h0_out.append(to_h0[k] + jnp.where(reset, rec, jnp.zeros_like(rec)))
             dh_out.append(jnp.where(reset, jnp.zeros_like(rec), rec))
         return tuple(dh_out), tuple(dc_out), tuple(to_h0_out), tuple(to_c0_out)
 
-    zeros = tuple(jnp.zeros((cfg.block_b, cfg.block_h), dhT_ref.dtype) for _ in range(n))
+    zeros = tuple(jnp.zeros((cfg.block_b, cfg.block_h), dhT_ref.dtype) for _ in mine)
     dh_init = tuple(dhT_ref[rows, cols] for cols in mine)
     dc_init = tuple(dcT_ref[rows, cols] for cols in mine) if has_c else ()
     dh, dc, to_h0, to_c0 = lax.fori_loop(
@@ -275,7 +320,7 @@ def _call(kernel, cfg, out_shape, args):
     """
     from jax.experimental import pallas as pl
 
-    batch = args[0].shape[-2]
+    batch = args[0].shape[1]  # xw [T, B, G, H] or dys [T, B, H]
     groups = batch // cfg.block_b
     compiler_params = None
     aliases = {}
@@ -285,7 +330,8 @@ def _call(kernel, cfg, out_shape, args):
 
         # No software pipelining: it would load the next step's carry (and, in the backward, the
         # next step's gate gradients) before the barrier that makes them valid.
-        compiler_params = plgpu.CompilerParams(num_warps=cfg.num_warps, num_stages=1)
+        warps = cfg.num_warps[kernel is _backward_kernel]
+        compiler_params = plgpu.CompilerParams(num_warps=warps, num_stages=1)
     # One counter per batch block, each on its own 128-byte line: the spinning programs of one
     # block then never contend with another block's.
     counters = jax.ShapeDtypeStruct((groups, _LINE), jnp.int32) if synced else None
@@ -370,8 +416,9 @@ def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
         seq if has_c else None,
         jax.ShapeDtypeStruct((cfg.time, n_res, batch, hidden), dtype),
     )
+    w_side = _gates_side_by_side(w, cfg.block_h)
     ys, hseq, cseq, res = _call(
-        _forward_kernel, cfg, out_shape, (xw, w, bh, h0, c0, valid, reset))
+        _forward_kernel, cfg, out_shape, (xw, w_side, bh, h0, c0, valid, reset))
     carry_T = (hseq[cfg.time], cseq[cfg.time] if has_c else jnp.zeros_like(h0))
     return (carry_T, ys), (res, hseq, cseq, w, h0, c0, valid, reset)
 
@@ -383,10 +430,12 @@ def _core_bwd(cfg, residuals, cotangents):
     batch, hidden = h0.shape
     dtype = h0.dtype
     state = jax.ShapeDtypeStruct((batch, hidden), dtype)
-    per_gate = jax.ShapeDtypeStruct((cfg.time, gates, batch, hidden), dtype)
+    per_gate = jax.ShapeDtypeStruct((cfg.time, batch, gates, hidden), dtype)
+    # Each program's share of every step's dz_t w_h^T, in two buffers by step parity.
+    shares = jax.ShapeDtypeStruct((2, batch, cfg.split, hidden), dtype)
     out_shape = (per_gate, None if cfg.kind == "lstm" else per_gate, state,
-                 state if has_c else None)
-    dxw, drec, dh0, dc0 = _call(
+                 state if has_c else None, shares)
+    dxw, drec, dh0, dc0, _ = _call(
         _backward_kernel, cfg, out_shape,
         (dys, dh_T, dc_T if has_c else None, res, hseq, cseq, w, h0, c0, valid, reset))
     drec = dxw if drec is None else drec
@@ -407,16 +456,32 @@ def _next_pow2(n: int, least: int) -> int:
     return max(least, 1 << max(0, n - 1).bit_length())
 
 
+# Each program keeps its columns of w_h (all gates, GRU padded to four) in registers for the whole
+# sequence. 64 KiB of them (H256 split over 16 programs) measured fine on an H100; a whole 1 MiB
+# w_h in one program did not compile (Triton spilled it to shared memory, over its limit).
+_HELD_BYTES = 64 * 1024
+
+
+def _held_bytes(h_pad, split):
+    return 4 * 4 * h_pad * (h_pad // split)
+
+
 def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=None,
           num_warps=None, k_chunk=None):
     """Tiles for a shape: explicit arguments win and are checked, the rest are the measured
     defaults (module docstring). ``cores``: the GPU's SM count."""
     h_pad = _next_pow2(hidden, 16)
     small = interpret or h_pad <= 64
-    block_b = block_b or 16
     block_h = block_h or (min(h_pad, 32) if small else 16)
     k_chunk = k_chunk or (None if small else 64)
-    num_warps = num_warps or 4
+    # The backward kernel does more per step than the forward and gains from more warps; 16 at
+    # H256 (S1 LSTM 1.58 ms vs 1.96 with 8, 2.05 with 8 in both), 8 for one program per batch
+    # block (S4 5.62 ms vs 6.70 with 16).
+    num_warps = num_warps or (4, 8 if small else 16)
+    num_warps = (num_warps, num_warps) if isinstance(num_warps, int) else tuple(num_warps)
+    if len(num_warps) != 2 or any(n not in (1, 2, 4, 8, 16, 32) for n in num_warps):
+        raise ValueError(f"num_warps must be a power of two up to 32, or a (forward, backward) "
+                         f"pair of them; got {num_warps}")
     if h_pad % block_h or (block_h < 16 and not interpret):
         raise ValueError(f"block_h must divide the padded hidden size {h_pad} and be >= 16 on "
                          f"GPU (Triton's smallest dot); got {block_h}")
@@ -424,22 +489,54 @@ def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=Non
         raise ValueError(f"k_chunk must divide the padded hidden size {h_pad} and be >= 16 on "
                          f"GPU; got {k_chunk}")
     tiles = h_pad // block_h
+    least = 1 if interpret else max(1, _held_bytes(h_pad, 1) // _HELD_BYTES)
+    if least > tiles:
+        raise ValueError(f"hidden={hidden} is too large for the pallas kernels: w_h must be split "
+                         f"over at least {least} programs to fit their registers, and it has only "
+                         f"{tiles} tiles of {block_h} units (use backend='fused')")
+    if block_b is None:
+        # Larger batches get larger batch blocks, so that every block's programs fit at once.
+        block_b = 16
+        while -(-batch // block_b) * least > cores and block_b < 128:
+            block_b *= 2
     groups = -(-batch // block_b)
     if split is None:
         # Small H: one program per batch block holds every unit, no grid-wide wait per step.
         # Larger H: as many programs per batch block as can all be resident (one per SM).
         fit = 1 if small else max(1, min(tiles, cores // groups))
         split = 1 << (fit.bit_length() - 1)
+        if split < least:
+            raise ValueError(f"batch={batch} with hidden={hidden} needs {least} programs for each "
+                             f"batch block of at most {block_b} rows, {least * groups} resident "
+                             f"at once; the GPU has {cores} SMs (use backend='fused')")
     if split < 1 or tiles % split:
         raise ValueError(f"split must divide the {tiles} hidden tiles of {block_h} units; "
                          f"got {split}")
     if split > 1 and interpret:
         raise ValueError("split > 1 needs a GPU: interpreted programs run one after another and "
                          f"cannot wait for each other; got split={split}")
+    if split < least:
+        raise ValueError(f"split={split} leaves each program {_held_bytes(h_pad, split) // 1024} "
+                         f"KiB of w_h to hold in registers, more than the "
+                         f"{_HELD_BYTES // 1024} KiB that fit; hidden={hidden} needs split >= "
+                         f"{least}")
     if split > 1 and split * groups > cores:
         raise ValueError(f"split={split} with {groups} batch blocks of {block_b} needs "
                          f"{split * groups} programs resident at once; the GPU has {cores} SMs")
     return block_b, block_h, h_pad, split, num_warps, k_chunk
+
+
+def fits(batch: int, hidden: int) -> bool:
+    """Whether the GPU kernels' default tiling works for this shape on this machine's GPU."""
+    try:
+        _plan(batch, hidden, _sm_count(), interpret=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _sm_count() -> int:
+    return getattr(jax.devices()[0], "core_count", None) or 1
 
 
 def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
@@ -453,8 +550,9 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
     Triton ones. The tiling knobs override the measured defaults (module docstring):
     ``block_b`` batch rows per program; Triton only: ``block_h`` hidden units per tile,
     ``split`` programs per batch block (each owns ``H / split`` units; all of them must fit on
-    the GPU at once), ``k_chunk`` units per slice of the contracted axis of each step's matmul,
-    ``num_warps`` Triton warps per program; Mosaic only: ``time_chunk`` steps per grid step.
+    the GPU at once), ``k_chunk`` units per slice of the contracted axis of the forward's
+    matmul, ``num_warps`` Triton warps per program (one int, or a ``(forward, backward)``
+    pair); Mosaic only: ``time_chunk`` steps per grid step.
     """
     del unroll, remat
     spec = cell.spec
@@ -482,7 +580,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
         (h_T, c_T), ys = pallas_tpu.run(spec.kind, inputs, reverse=reverse, interpret=interpret,
                                         block_b=block_b, time_chunk=time_chunk)
     else:
-        cores = 1 if interpret else getattr(jax.devices()[0], "core_count", None) or 1
+        cores = 1 if interpret else _sm_count()
         (h_T, c_T), ys = _run_triton(spec.kind, inputs, cores, reverse, interpret, block_b,
                                      block_h, split, num_warps, k_chunk)
     time, batch, hidden = xs.shape[0], xs.shape[1], spec.hidden_size
@@ -495,12 +593,12 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
 
 def _run_triton(kind, inputs, cores, reverse, interpret, *knobs):
     """``((h_T, c_T), ys)`` of the GPU kernels, padded (the caller slices)."""
-    time, gates, batch, hidden = inputs.xw.shape
+    time, batch, gates, hidden = inputs.xw.shape
     block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
         batch, hidden, cores, interpret, *knobs)
     b_pad = -(-batch // block_b) * block_b
     pad = pallas_cells.pad_to
-    xw = pad(inputs.xw, time, gates, b_pad, h_pad)
+    xw = pad(inputs.xw, time, b_pad, gates, h_pad)
     w = pad(inputs.w, gates, h_pad, h_pad)
     bh = pad(inputs.bh, gates, h_pad)
     h0 = pad(inputs.h0, b_pad, h_pad)

@@ -79,17 +79,17 @@ def dot(a, b, transpose_b=False):
 
 def weight_grads(kind, h_in, drec, gates):
     """``d w_h [G, H, H]`` and ``d b_h [G, H]`` from the carries each step read, ``[T, B, H]``,
-    and the recurrent cotangents ``[T, G, B, H]``, as single big matmuls/reductions in XLA."""
-    dw = jnp.einsum("tbk,tgbj->gkj", h_in, drec)
+    and the recurrent cotangents ``[T, B, G, H]``, as single big matmuls/reductions in XLA."""
+    dw = jnp.einsum("tbk,tbgj->gkj", h_in, drec)
     if kind == "gru":
-        return dw, jnp.sum(drec, axis=(0, 2))
+        return dw, jnp.sum(drec, axis=(0, 1))
     return dw, jnp.zeros((gates, h_in.shape[-1]), h_in.dtype)
 
 
 class KernelInputs(NamedTuple):
     """What both kernel families take, before padding; float in the carry's dtype."""
 
-    xw: jax.Array  # [T, G, B, H] input projection, gate-major
+    xw: jax.Array  # [T, B, G, H] input projection (as the projection's matmul lays it out)
     w: jax.Array  # [G, H, H] recurrent weights, w[g, k, j] = w_h[k, g * H + j]
     bh: jax.Array  # [G, H] recurrent bias (the GRU's; zeros for the LSTM)
     h0: jax.Array  # [B, H]
@@ -111,7 +111,7 @@ def kernel_inputs(cell, params, xs, mask, resets, carry0) -> KernelInputs:
         bh = jnp.zeros((gates, hidden), dtype)
     valid = jnp.ones((time, batch), bool) if mask is None else mask
     reset = jnp.zeros((time, batch), bool) if resets is None else resets & valid
-    return KernelInputs(jnp.transpose(xw, (0, 2, 1, 3)), w, bh, carry0.h,
+    return KernelInputs(xw, w, bh, carry0.h,
                         carry0.c if spec.kind == "lstm" else None, valid.astype(dtype),
                         reset.astype(dtype))
 

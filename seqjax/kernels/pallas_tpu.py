@@ -249,7 +249,8 @@ def _core_bwd(cfg, residuals, cotangents):
     res, h_in, c_in, w, valid, reset = residuals
     (dh_T, dc_T), dys = cotangents
     dxw, drec, dh0, dc0 = backward(cfg, dys, dh_T, dc_T, res, h_in, c_in, w, valid, reset)
-    dw, dbh = pallas_cells.weight_grads(cfg.kind, h_in, dxw if drec is None else drec, gates)
+    drec = dxw if drec is None else drec
+    dw, dbh = pallas_cells.weight_grads(cfg.kind, h_in, jnp.swapaxes(drec, 1, 2), gates)
     return dxw, dw, dbh[:, None, :], dh0, dc0, jnp.zeros_like(valid), jnp.zeros_like(reset)
 
 
@@ -300,7 +301,7 @@ def run(kind, inputs, *, reverse, interpret, block_b=None, time_chunk=None):
     asked for the Mosaic kernels). ``block_b`` (default: the whole padded batch up to 128 rows)
     and ``time_chunk`` (default: up to 8 steps, fewer where the blocks would not fit
     :data:`_VMEM_BUDGET`) set the blocking. Unmeasured: no TPU has run these kernels."""
-    time, gates, batch, hidden = inputs.xw.shape
+    time, batch, gates, hidden = inputs.xw.shape
     block_b = block_b or min(_round_up(batch, 8), 128)
     b_pad, h_pad = _round_up(batch, block_b), _round_up(hidden, 128)
     time_chunk = time_chunk or _default_time_chunk(kind, block_b, h_pad)
@@ -309,7 +310,8 @@ def run(kind, inputs, *, reverse, interpret, block_b=None, time_chunk=None):
                          f"block_b={block_b}, time_chunk={time_chunk}")
     t_pad = _round_up(time, time_chunk)
     pad = pallas_cells.pad_to
-    xw = pad(inputs.xw, t_pad, gates, b_pad, h_pad)
+    # Gate-major, so that each gate's block is a contiguous tile.
+    xw = pad(jnp.swapaxes(inputs.xw, 1, 2), t_pad, gates, b_pad, h_pad)
     w = pad(inputs.w, gates, h_pad, h_pad)
     bh = pad(inputs.bh[:, None, :], gates, 1, h_pad)
     h0 = pad(inputs.h0, b_pad, h_pad)
