@@ -206,6 +206,8 @@ def plan(batch, hidden, cores=132, interpret=False, **knobs):
 def test_default_tiling_small_hidden_is_one_program_per_batch_block():
     assert plan(64, 64) == dict(block_b=16, block_h=32, h_pad=64, split=1, k_chunk=None)
     assert plan(64, 256, interpret=True)["split"] == 1
+    assert plan(37, 64, interpret=True)["block_b"] == 16  # several batch blocks in CPU tests
+    assert plan(4096, 64, cores=8)["block_b"] == 16
 
 
 def test_default_tiling_splits_large_hidden_over_resident_programs():

@@ -495,9 +495,10 @@ def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=Non
                          f"over at least {least} programs to fit their registers, and it has only "
                          f"{tiles} tiles of {block_h} units (use backend='fused')")
     if block_b is None:
-        # Larger batches get larger batch blocks, so that every block's programs fit at once.
+        # Larger batches get larger batch blocks, so that every block's programs fit at once
+        # (one program per batch block needs no co-residency).
         block_b = 16
-        while -(-batch // block_b) * least > cores and block_b < 128:
+        while not small and -(-batch // block_b) * least > cores and block_b < 128:
             block_b *= 2
     groups = -(-batch // block_b)
     if split is None:
