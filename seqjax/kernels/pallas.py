@@ -90,14 +90,7 @@ from jax import lax
 
 from seqjax.cells import LSTMCarry, RNNCarry
 from seqjax.kernels import pallas_cells, pallas_tpu
-from seqjax.kernels.pallas_cells import CELLS, dot
-
-# ----------------------------------------------------------------------------- cells
-
-
-def supports(spec) -> bool:
-    return spec.kind == "lstm" or (spec.kind == "gru" and spec.reset_after)
-
+from seqjax.kernels.pallas_cells import CELLS, dot, supports
 
 _LINE = 32  # int32 words per 128-byte cache line
 
