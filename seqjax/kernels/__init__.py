@@ -51,7 +51,8 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43.
       TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU wherever the ``pallas`` kernels' default tiling
-      fits the shape (``pallas.fits``: up to H256, the batch blocks' programs resident at once):
+      with 16-row batch blocks (the measured one) fits the shape (``pallas.fits``: up to H256,
+      at H256 up to 128 rows so that all programs are resident at once):
       ``pallas`` (persistent kernels, ``w_h`` held in registers and split over SMs with a
       barrier per step; ``seqjax/kernels/pallas.py``). H100 training step ms, pallas / fused /
       reference / torch cuDNN: S1 (H256) lstm 1.68 / 3.68 / 6.64 / 5.86, gru 1.58 / 3.56 /
@@ -82,7 +83,8 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
         return "parallel" if platform == "gpu" else "sequential"
     if remat:
         return "reference"
-    if platform == "gpu" and pallas.supports(spec) and pallas.fits(batch or 1, spec.hidden_size):
+    if (platform == "gpu" and pallas.supports(spec)
+            and pallas.fits(batch or 1, spec.hidden_size, block_b=16)):
         return "pallas"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"

@@ -520,10 +520,11 @@ def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=Non
     return block_b, block_h, h_pad, split, num_warps, k_chunk
 
 
-def fits(batch: int, hidden: int) -> bool:
-    """Whether the GPU kernels' default tiling works for this shape on this machine's GPU."""
+def fits(batch: int, hidden: int, block_b: int | None = None) -> bool:
+    """Whether the GPU kernels' default tiling (with ``block_b`` rows per batch block, if given)
+    works for this shape on this machine's GPU."""
     try:
-        _plan(batch, hidden, _sm_count(), interpret=False)
+        _plan(batch, hidden, _sm_count(), interpret=False, block_b=block_b)
     except ValueError:
         return False
     return True
