@@ -181,11 +181,14 @@ OTHERS = {
 
 
 def cpu_capable_backends(kind: str) -> list[str]:
-    """Registered backends that support the cell; Pallas only where it compiles natively."""
+    """Registered backends that support the cell and run natively here (Pallas on GPU/TPU,
+    native on CPU where a C++ compiler builds it)."""
     spec = CELLS[kind](8).spec
     names = [n for n, b in sorted(sj.kernels.BACKENDS.items()) if b.supports(spec)]
     if jax.default_backend() == "cpu":
         names = [n for n in names if n != "pallas"]  # interpret mode is a test aid, not a kernel
+    if jax.default_backend() != "cpu" or not sj.kernels.native.available():
+        names = [n for n in names if n != "native"]
     return names
 
 

@@ -168,7 +168,8 @@ def rnn(
     if not time_major:
         xs = jnp.swapaxes(xs, 0, 1)
     time, batch = xs.shape[:2]
-    backend_impl = kernels.resolve(backend, cell.spec, remat=bool(remat), batch=batch)
+    backend_impl = kernels.resolve(backend, cell.spec, remat=bool(remat), batch=batch,
+                                   dtype=_carry_dtype(xs.dtype))
 
     if mask is not None and lengths is not None:
         raise ValueError("pass either mask or lengths, not both")

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from seqjax.kernels import fused, hoisted, pallas, parallel, reference, sequential
+from seqjax.kernels import fused, hoisted, native, pallas, parallel, reference, sequential
 
 
 class Backend(NamedTuple):
@@ -30,6 +31,7 @@ BACKENDS: dict[str, Backend] = {
     "parallel": Backend("parallel", parallel.run, parallel.supports),
     "sequential": Backend("sequential", sequential.run, sequential.supports),
     "pallas": Backend("pallas", pallas.run, pallas.supports),
+    "native": Backend("native", native.run, native.supports),
 }
 
 # Cells with no recurrent matmul: the loop is elementwise, so projecting all steps at once is
@@ -37,9 +39,11 @@ BACKENDS: dict[str, Backend] = {
 _INPUT_ONLY_GATES = ("min_gru", "min_lstm")
 
 
-def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = None) -> str:
-    """The backend ``backend="auto"`` picks for a cell on a platform (and batch size, where
-    known: :func:`seqjax.rnn` passes it, and the ``pallas`` rule below depends on it).
+def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = None,
+                 dtype=None) -> str:
+    """The backend ``backend="auto"`` picks for a cell on a platform (and batch size and carry
+    dtype, where known: :func:`seqjax.rnn` passes them; the ``pallas`` rule depends on the batch,
+    the ``native`` one on the dtype, None meaning float32).
 
     Rules (measured by ``make bench``; see experiments/results/bench/):
     * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``sequential`` (blocked
@@ -60,6 +64,11 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       S4 (H64) lstm 5.62 / 23.16 / 37.40 / 1.74; B64 T128 I128 H64 lstm 0.92 / 3.31 / 5.66 /
       1.97; H32 lstm 0.61 / 3.26 / 5.46 / 1.81. At H512 (S3) w_h does not fit the registers of
       the programs a batch block can have: ``fused``. Never on CPU (interpreted there).
+    * LSTM and GRU (``reset_after=True``) on CPU with a float32 carry, where a C++ compiler
+      builds the kernels (``native.available()``): ``native`` (the fused scheme with both scans
+      as persistent multi-threaded C++ kernels; ``seqjax/kernels/native.py``). 2-core CPU,
+      training step ms, native / fused / flax.nnx / torch, interleaved in one ``make bench``
+      run: see that module's docstring.
     * Otherwise SimpleRNN, LSTM and GRU (both forms) on CPU and GPU: ``fused`` (custom VJP; the
       weight gradients are single big matmuls; see ``seqjax/kernels/fused.py``). fp32 training
       step ms, fused / reference / hoisted / torch, interleaved in one run per platform:
@@ -86,6 +95,9 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
     if (platform == "gpu" and pallas.supports(spec)
             and pallas.fits(batch or 1, spec.hidden_size, block_b=16)):
         return "pallas"
+    if (platform == "cpu" and native.supports(spec)
+            and jnp.dtype(dtype or jnp.float32) == jnp.float32 and native.available()):
+        return "native"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"
     if platform == "cpu":
@@ -93,10 +105,11 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
     return "hoisted"
 
 
-def resolve(name: str, spec, remat: bool = False, batch: int | None = None) -> Backend:
+def resolve(name: str, spec, remat: bool = False, batch: int | None = None,
+            dtype=None) -> Backend:
     """Look up a backend by name (``"auto"`` included) and check that it supports the cell."""
     if name == "auto":
-        name = auto_backend(spec, jax.default_backend(), remat, batch)
+        name = auto_backend(spec, jax.default_backend(), remat, batch, dtype)
     if name not in BACKENDS:
         raise ValueError(
             f"backend must be 'auto' or one of {sorted(BACKENDS)}; got {name!r}"

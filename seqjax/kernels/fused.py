@@ -76,9 +76,9 @@ from seqjax.kernels.scan import where_per_example
 from seqjax.types import Array
 
 SECOND_ORDER_ERROR = (
-    "backends 'fused' and 'sequential' do not support second-order gradients (their custom VJP "
-    "backward passes are not differentiable); use backend='reference' or 'hoisted' for Hessians "
-    "or grad-of-grad"
+    "backends 'fused', 'native' and 'sequential' do not support second-order gradients (their "
+    "custom VJP backward passes are not differentiable); use backend='reference' or 'hoisted' "
+    "for Hessians or grad-of-grad"
 )
 
 

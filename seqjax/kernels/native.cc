@@ -1,0 +1,678 @@
+// Persistent multi-threaded CPU kernels for the LSTM and the GRU (reset_after), called from JAX
+// through the XLA FFI (seqjax/kernels/native.py builds and registers them).
+//
+// One call runs a whole sequence. Thread j owns the hidden units of its panels (VL units each) for
+// every gate, so it computes those units' gates, carry and outputs from start to end: its columns
+// of W_h (and W_x) are packed once per call and stay in its core's cache, the gate math runs on
+// the matmul's accumulators, and one spin barrier per step publishes the new hidden state. This is
+// the persistent-RNN scheme of seqjax/kernels/pallas.py on CPU cores instead of GPU programs.
+//
+// forward   z_t = x_t W_x + h_{t-1} W_h + b, gates, carry; saves the post-activation gates and
+//           the carry entering each step (what the fused backend saves).
+// backward  per step: the gate gradients of own units (written to dZ_t), barrier, then
+//           dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. The weight and input gradients are big
+//           matmuls over all steps, done by XLA afterwards (native.py).
+// Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int VL = 16;
+#else
+constexpr int VL = 8;
+#endif
+constexpr int MR = 6;  // batch rows per register tile
+constexpr int MAX_NG = 4;
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+typedef float vfu __attribute__((vector_size(VL * 4), aligned(4)));
+
+// s - 0 is s for every float, so this folds to one broadcast (s + 0 would not: -0 + 0 = +0).
+inline vf splat(float s) { return s - vf{}; }
+inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
+inline void store(float* p, vf v) { *reinterpret_cast<vfu*>(p) = v; }
+inline vf loadn(const float* p, int n) {
+  if (n == VL) return load(p);
+  vf v = vf{};
+  std::memcpy(&v, p, sizeof(float) * n);
+  return v;
+}
+inline void storen(float* p, vf v, int n) {
+  if (n == VL) return store(p, v);
+  std::memcpy(p, &v, sizeof(float) * n);
+}
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+
+// exp, sigmoid, tanh to a few float32 ulps (Cephes' polynomials).
+inline vf vexp(vf x) {
+  x = vmin(vmax(x, splat(-87.3f)), splat(88.0f));
+  vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  x = x - n * 0.693359375f;
+  x = x - n * -2.12194440e-4f;
+  vf z = x * x;
+  vf y = splat(1.9875691500e-4f);
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+  return y * reinterpret_cast<vf&>(e);
+}
+inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+inline vf vtanh(vf x) {
+  vf a = x < 0 ? -x : x;
+  vf big = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
+  big = x < 0 ? -big : big;
+  vf z = x * x;
+  vf p = splat(-5.70498872745e-3f);
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  vf small = p * z * x + x;
+  return a < 0.625f ? small : big;
+}
+
+// acc[r][g] += sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL]. The tile is copied into
+// locals so that it lives in registers (through the reference it would go to memory every k).
+template <int R, int NG>
+inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)[MR][MAX_NG]) {
+  vf c[R][NG];
+  const float* ar[R];
+  for (int r = 0; r < R; ++r) {
+    ar[r] = a[r];
+    for (int g = 0; g < NG; ++g) c[r][g] = acc[r][g];
+  }
+  for (int k = 0; k < K; ++k) {
+    vf b[NG];
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; ++g) b[g] = load(bp + (k * NG + g) * VL);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const vf av = splat(ar[r][k]);
+#pragma GCC unroll 4
+      for (int g = 0; g < NG; ++g) c[r][g] += av * b[g];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < NG; ++g) acc[r][g] = c[r][g];
+}
+
+template <int NG>
+inline void matmul_rows(int rows, const float* const* a, int K, const float* bp,
+                        vf (&acc)[MR][MAX_NG]) {
+  switch (rows) {
+    case 1: return microkernel<1, NG>(a, K, bp, acc);
+    case 2: return microkernel<2, NG>(a, K, bp, acc);
+    case 3: return microkernel<3, NG>(a, K, bp, acc);
+    case 4: return microkernel<4, NG>(a, K, bp, acc);
+    case 5: return microkernel<5, NG>(a, K, bp, acc);
+    default: return microkernel<MR, NG>(a, K, bp, acc);
+  }
+}
+
+inline void matmul_rows(int ng, int rows, const float* const* a, int K, const float* bp,
+                        vf (&acc)[MR][MAX_NG]) {
+  switch (ng) {
+    case 1: return matmul_rows<1>(rows, a, K, bp, acc);
+    case 2: return matmul_rows<2>(rows, a, K, bp, acc);
+    case 3: return matmul_rows<3>(rows, a, K, bp, acc);
+    default: return matmul_rows<4>(rows, a, K, bp, acc);
+  }
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Sense-free barrier on a generation counter; spins, then yields (threads may be oversubscribed).
+struct alignas(64) Barrier {
+  std::atomic<int> arrived{0};
+  alignas(64) std::atomic<int> generation{0};
+  int n = 1;
+  void wait() {
+    if (n == 1) return;
+    int gen = generation.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; generation.load(std::memory_order_acquire) == gen; ++spins) {
+      if (spins < 200) {
+        cpu_relax();
+      } else {
+        sched_yield();
+      }
+    }
+  }
+};
+
+// Long-lived worker threads. A kernel's threads spin on each other every step, so they must
+// run on different cores: fresh threads start beside their creator and the scheduler takes
+// milliseconds to spread them, while long-lived ones stay spread. The caller sleeps meanwhile.
+class Pool {
+ public:
+  template <typename F>
+  void run(int n, F body) {
+    if (pid_ != getpid()) {  // after fork() the workers are gone: start new ones
+      pid_ = getpid();
+      state_ = new State;  // the old state may be locked by a thread that no longer exists
+      started_ = 0;
+    }
+    State& st = *state_;
+    while (started_ < n) {
+      std::thread(&Pool::work, &st, started_++).detach();
+    }
+    std::function<void(int)> job = body;
+    std::unique_lock<std::mutex> lock(st.mutex);
+    st.job = &job;
+    st.threads = n;
+    st.pending = n;
+    ++st.generation;
+    st.wake.notify_all();
+    st.done.wait(lock, [&] { return st.pending == 0; });
+    st.job = nullptr;
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable wake, done;
+    const std::function<void(int)>* job = nullptr;
+    int threads = 0, pending = 0;
+    long generation = 0;
+  };
+  static void work(State* st, int j) {
+    long seen = 0;
+    std::unique_lock<std::mutex> lock(st->mutex);
+    for (;;) {
+      st->wake.wait(lock, [&] { return st->generation != seen; });
+      seen = st->generation;
+      if (j >= st->threads) continue;
+      const std::function<void(int)>* job = st->job;
+      lock.unlock();
+      (*job)(j);
+      lock.lock();
+      if (--st->pending == 0) st->done.notify_one();
+    }
+  }
+  State* state_ = new State;
+  int started_ = 0;
+  pid_t pid_ = getpid();
+};
+
+Pool pool;
+
+template <typename F>
+void parallel(int n, F body) {
+  if (n == 1) return body(0);
+  pool.run(n, body);
+}
+
+// One kernel at a time: XLA may run independent thunks (e.g. the two directions of a
+// bidirectional layer) concurrently, and spinning threads must not outnumber the cores.
+std::mutex kernel_lock;
+
+struct Panels {  // the VL-unit panels of H hidden units, split over threads
+  int H, count, threads;
+  int begin(int j) const { return count * j / threads; }
+  int end(int j) const { return count * (j + 1) / threads; }
+  int lanes(int p) const { return std::min(VL, H - p * VL); }
+};
+
+Panels make_panels(int H, int threads) {
+  int count = (H + VL - 1) / VL;
+  return Panels{H, count, std::max(1, std::min(threads, count))};
+}
+
+// Packs columns {gate g, unit p*VL + l} of w [K, G*H] as [K][gates.size()][VL] (zero-padded).
+void pack_gate_panel(const float* w, int K, int H, int G, const std::vector<int>& gates, int p,
+                     float* out) {
+  int n = std::min(VL, H - p * VL);
+  int ng = static_cast<int>(gates.size());
+  for (int k = 0; k < K; ++k)
+    for (int q = 0; q < ng; ++q) {
+      float* dst = out + (k * ng + q) * VL;
+      const float* src = w + static_cast<int64_t>(k) * G * H + gates[q] * H + p * VL;
+      for (int l = 0; l < VL; ++l) dst[l] = l < n ? src[l] : 0.0f;
+    }
+}
+
+// Packs W_h[unit, :]^T for the units of panels [p, p + ng) as [G*H][ng][VL]: the B operand of
+// dh[:, units] = dZ W_h[units, :]^T.
+void pack_transposed(const float* w_h, int H, int G, int p, int ng, float* out) {
+  int K = G * H;
+  for (int k = 0; k < K; ++k)
+    for (int q = 0; q < ng; ++q)
+      for (int l = 0; l < VL; ++l) {
+        int u = (p + q) * VL + l;
+        out[(k * ng + q) * VL + l] = u < H ? w_h[static_cast<int64_t>(u) * K + k] : 0.0f;
+      }
+}
+
+struct AlignedBuffer {
+  float* data = nullptr;
+  explicit AlignedBuffer(size_t n) {
+    data = static_cast<float*>(std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64 + 64));
+  }
+  ~AlignedBuffer() { std::free(data); }
+};
+
+// ---------------------------------------------------------------------------- cells
+//
+// A cell gives the forward's gate layout and epilogue and the backward's per-step elementwise
+// part. Gate buffers are [.., G*H] with gate blocks of H (the layout of the params).
+
+struct Dims {
+  int T, B, I, H;
+};
+
+// Step indices in processing order.
+inline int step_at(int s, int T, bool reverse) { return reverse ? T - 1 - s : s; }
+
+struct LstmCell {
+  static constexpr int G = 4;       // gates i, f, g, o
+  static constexpr int ACTS = 4;    // saved: i, f, g, o
+  static constexpr int REC = 4;     // gate columns of W_h
+};
+
+struct GruCell {
+  static constexpr int G = 3;       // gates r, z, n
+  static constexpr int ACTS = 4;    // saved: r, z, n, h_n (= h W_hn + b_hn)
+  static constexpr int REC = 3;
+};
+
+// ---------------------------------------------------------------------------- forward
+
+struct ForwardArgs {
+  Dims d;
+  bool reverse;
+  int threads;
+  const float *xs, *w_x, *w_h, *b, *b_h, *h0, *c0;  // b_h: GRU only; c0: LSTM only
+  const bool *mask, *reset;
+  float *ys, *h_T, *c_T, *acts, *h_in, *c_in;       // c_T, c_in: LSTM only
+};
+
+template <typename Cell>
+void forward(const ForwardArgs& a) {
+  constexpr bool lstm = Cell::G == 4;
+  const Dims d = a.d;
+  const int T = d.T, B = d.B, I = d.I, H = d.H, G = Cell::G;
+  Panels panels = make_panels(H, a.threads);
+  std::vector<float> h_buf(2 * static_cast<size_t>(B) * H), c_buf(lstm ? B * H : 0);
+  std::memcpy(h_buf.data(), a.h0, sizeof(float) * B * H);
+  if (lstm) std::memcpy(c_buf.data(), a.c0, sizeof(float) * B * H);
+  Barrier barrier;
+  barrier.n = panels.threads;
+  std::vector<int> all_gates(G);
+  for (int g = 0; g < G; ++g) all_gates[g] = g;
+
+  parallel(panels.threads, [&](int j) {
+    const int p0 = panels.begin(j), p1 = panels.end(j), np = p1 - p0;
+    AlignedBuffer wx(static_cast<size_t>(np) * I * G * VL), wh(static_cast<size_t>(np) * H * G * VL);
+    for (int p = p0; p < p1; ++p) {
+      pack_gate_panel(a.w_x, I, H, G, all_gates, p, wx.data + static_cast<size_t>(p - p0) * I * G * VL);
+      pack_gate_panel(a.w_h, H, H, G, all_gates, p, wh.data + static_cast<size_t>(p - p0) * H * G * VL);
+    }
+    const float* rows_x[MR];
+    const float* rows_h[MR];
+    for (int s = 0; s < T; ++s) {
+      const int t = step_at(s, T, a.reverse);
+      const float* h_prev = h_buf.data() + static_cast<size_t>(s % 2) * B * H;
+      float* h_next = h_buf.data() + static_cast<size_t>((s + 1) % 2) * B * H;
+      const size_t tb = static_cast<size_t>(t) * B;
+      for (int p = p0; p < p1; ++p) {
+        const int u0 = p * VL, n = panels.lanes(p);
+        const float* bx = wx.data + static_cast<size_t>(p - p0) * I * G * VL;
+        const float* bh = wh.data + static_cast<size_t>(p - p0) * H * G * VL;
+        vf bias[MAX_NG], bias_hn = vf{};
+        for (int g = 0; g < G; ++g) {
+          bias[g] = loadn(a.b + g * H + u0, n);
+          if (!lstm && g < 2) bias[g] += loadn(a.b_h + g * H + u0, n);
+        }
+        if (!lstm) bias_hn = loadn(a.b_h + 2 * H + u0, n);
+        for (int r0 = 0; r0 < B; r0 += MR) {
+          const int rows = std::min(MR, B - r0);
+          for (int r = 0; r < rows; ++r) {
+            const int bi = r0 + r;
+            rows_x[r] = a.xs + (tb + bi) * I;
+            rows_h[r] = a.reset[tb + bi] ? a.h0 + static_cast<size_t>(bi) * H
+                                         : h_prev + static_cast<size_t>(bi) * H;
+          }
+          vf acc[MR][MAX_NG] = {};
+          vf h_n[MR];
+          matmul_rows(G, rows, rows_h, H, bh, acc);
+          if (!lstm) {  // GRU: keep h W_hn apart, it is scaled by r
+            for (int r = 0; r < rows; ++r) {
+              h_n[r] = acc[r][2] + bias_hn;
+              acc[r][2] = vf{};
+            }
+          }
+          matmul_rows(G, rows, rows_x, I, bx, acc);
+          for (int r = 0; r < rows; ++r) {
+            const int bi = r0 + r;
+            const size_t row = tb + bi;
+            const bool reset = a.reset[row], valid = a.mask[row];
+            const vf hin = loadn(rows_h[r] + u0, n);
+            float* acts = a.acts + row * Cell::ACTS * H + u0;
+            vf h;
+            if constexpr (lstm) {
+              const vf i = vsigmoid(acc[r][0] + bias[0]), f = vsigmoid(acc[r][1] + bias[1]);
+              const vf g = vtanh(acc[r][2] + bias[2]), o = vsigmoid(acc[r][3] + bias[3]);
+              const float* c_src = reset ? a.c0 : c_buf.data();
+              const vf cin = loadn(c_src + static_cast<size_t>(bi) * H + u0, n);
+              const vf c = f * cin + i * g;
+              h = o * vtanh(c);
+              storen(acts, i, n);
+              storen(acts + H, f, n);
+              storen(acts + 2 * H, g, n);
+              storen(acts + 3 * H, o, n);
+              storen(a.c_in + row * H + u0, cin, n);
+              if (valid) storen(c_buf.data() + static_cast<size_t>(bi) * H + u0, c, n);
+            } else {
+              const vf rg = vsigmoid(acc[r][0] + bias[0]), z = vsigmoid(acc[r][1] + bias[1]);
+              const vf nn = vtanh(acc[r][2] + bias[2] + rg * h_n[r]);
+              h = (1.0f - z) * nn + z * hin;
+              storen(acts, rg, n);
+              storen(acts + H, z, n);
+              storen(acts + 2 * H, nn, n);
+              storen(acts + 3 * H, h_n[r], n);
+            }
+            storen(a.h_in + row * H + u0, hin, n);
+            const vf h_keep = valid ? h : loadn(h_prev + static_cast<size_t>(bi) * H + u0, n);
+            storen(h_next + static_cast<size_t>(bi) * H + u0, h_keep, n);
+            storen(a.ys + row * H + u0, valid ? h : vf{}, n);
+          }
+        }
+      }
+      barrier.wait();
+    }
+  });
+  std::memcpy(a.h_T, h_buf.data() + static_cast<size_t>(T % 2) * B * H, sizeof(float) * B * H);
+  if (lstm) std::memcpy(a.c_T, c_buf.data(), sizeof(float) * B * H);
+}
+
+// ---------------------------------------------------------------------------- backward
+
+struct BackwardArgs {
+  Dims d;
+  bool reverse;
+  int threads;
+  const float *w_h, *acts, *h_in, *c_in, *dys, *dh_T, *dc_T;  // c_in, dc_T: LSTM only
+  const bool *mask, *reset;
+  float *dzx, *dzh, *dh0, *dc0;                             // dzh: GRU only; dc0: LSTM only
+};
+
+template <typename Cell>
+void backward(const BackwardArgs& a) {
+  constexpr bool lstm = Cell::G == 4;
+  const Dims d = a.d;
+  const int T = d.T, B = d.B, H = d.H, G = Cell::G, K = G * H;
+  Panels panels = make_panels(H, a.threads);
+  const size_t BH = static_cast<size_t>(B) * H;
+  // Carried cotangents, gradients reaching carry0 through resets, and each step's share of
+  // d carry_in that does not go through W_h (dc * f for the LSTM, dh * z for the GRU).
+  std::vector<float> dh(BH), dc(lstm ? BH : 0), dh0(BH, 0.0f), dc0(lstm ? BH : 0, 0.0f);
+  std::vector<float> direct(BH), dh_new(BH), dc_new(lstm ? BH : 0);
+  std::memcpy(dh.data(), a.dh_T, sizeof(float) * BH);
+  if (lstm) std::memcpy(dc.data(), a.dc_T, sizeof(float) * BH);
+  const float* dzrec = lstm ? a.dzx : a.dzh;  // the A operand of dZ W_h^T
+  Barrier barrier;
+  barrier.n = panels.threads;
+
+  parallel(panels.threads, [&](int j) {
+    const int p0 = panels.begin(j), p1 = panels.end(j);
+    AlignedBuffer wt(static_cast<size_t>(p1 - p0) * K * VL);
+    for (int p = p0; p < p1; p += MAX_NG)
+      pack_transposed(a.w_h, H, G, p, std::min(MAX_NG, p1 - p), wt.data + static_cast<size_t>(p - p0) * K * VL);
+    const float* rows[MR];
+    for (int s = T - 1; s >= 0; --s) {
+      const int t = step_at(s, T, a.reverse);
+      const size_t tb = static_cast<size_t>(t) * B;
+      // Gate gradients of own units.
+      for (int bi = 0; bi < B; ++bi) {
+        const size_t row = tb + bi;
+        const bool valid = a.mask[row];
+        const float* acts = a.acts + row * Cell::ACTS * H;
+        float* dzx = a.dzx + row * G * H;
+        for (int p = p0; p < p1; ++p) {
+          const int u0 = p * VL, n = panels.lanes(p);
+          const size_t at = static_cast<size_t>(bi) * H + u0;
+          vf dh_t = valid ? loadn(dh.data() + at, n) + loadn(a.dys + row * H + u0, n) : vf{};
+          if constexpr (lstm) {
+            const vf i = loadn(acts + u0, n), f = loadn(acts + H + u0, n);
+            const vf g = loadn(acts + 2 * H + u0, n), o = loadn(acts + 3 * H + u0, n);
+            const vf cin = loadn(a.c_in + row * H + u0, n);
+            const vf tc = vtanh(f * cin + i * g);
+            const vf dc_t = (valid ? loadn(dc.data() + at, n) : vf{}) + dh_t * o * (1.0f - tc * tc);
+            storen(dzx + u0, dc_t * g * i * (1.0f - i), n);
+            storen(dzx + H + u0, dc_t * cin * f * (1.0f - f), n);
+            storen(dzx + 2 * H + u0, dc_t * i * (1.0f - g * g), n);
+            storen(dzx + 3 * H + u0, dh_t * tc * o * (1.0f - o), n);
+            storen(direct.data() + at, dc_t * f, n);
+          } else {
+            const vf rg = loadn(acts + u0, n), z = loadn(acts + H + u0, n);
+            const vf nn = loadn(acts + 2 * H + u0, n), hn = loadn(acts + 3 * H + u0, n);
+            const vf hin = loadn(a.h_in + row * H + u0, n);
+            const vf dn = dh_t * (1.0f - z) * (1.0f - nn * nn);
+            const vf dz = dh_t * (hin - nn) * z * (1.0f - z);
+            const vf dr = dn * hn * rg * (1.0f - rg);
+            float* dzh = a.dzh + row * G * H;
+            storen(dzx + u0, dr, n);
+            storen(dzx + H + u0, dz, n);
+            storen(dzx + 2 * H + u0, dn, n);
+            storen(dzh + u0, dr, n);
+            storen(dzh + H + u0, dz, n);
+            storen(dzh + 2 * H + u0, dn * rg, n);
+            storen(direct.data() + at, dh_t * z, n);
+          }
+        }
+      }
+      barrier.wait();
+      // dh_{t-1}[:, own] = dZ_t W_h[own, :]^T, then masks and resets.
+      for (int p = p0; p < p1; p += MAX_NG) {
+        const int ng = std::min(MAX_NG, p1 - p);
+        const float* bp = wt.data + static_cast<size_t>(p - p0) * K * VL;
+        for (int r0 = 0; r0 < B; r0 += MR) {
+          const int nrows = std::min(MR, B - r0);
+          for (int r = 0; r < nrows; ++r) rows[r] = dzrec + (tb + r0 + r) * K;
+          vf acc[MR][MAX_NG] = {};
+          matmul_rows(ng, nrows, rows, K, bp, acc);
+          for (int r = 0; r < nrows; ++r) {
+            const int bi = r0 + r;
+            const size_t row = tb + bi;
+            for (int q = 0; q < ng; ++q) {
+              const int u0 = (p + q) * VL, n = panels.lanes(p + q);
+              const size_t at = static_cast<size_t>(bi) * H + u0;
+              vf dh_in = acc[r][q] + (lstm ? vf{} : loadn(direct.data() + at, n));
+              vf dc_in = lstm ? loadn(direct.data() + at, n) : vf{};
+              if (a.reset[row]) {  // a reset step read carry0, not the previous carry
+                storen(dh0.data() + at, loadn(dh0.data() + at, n) + dh_in, n);
+                if (lstm) storen(dc0.data() + at, loadn(dc0.data() + at, n) + dc_in, n);
+                dh_in = vf{};
+                dc_in = vf{};
+              }
+              if (a.mask[row]) {  // a masked step passed the previous carry through unchanged
+                storen(dh.data() + at, dh_in, n);
+                if (lstm) storen(dc.data() + at, dc_in, n);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  for (size_t k = 0; k < BH; ++k) a.dh0[k] = dh[k] + dh0[k];
+  if (lstm)
+    for (size_t k = 0; k < BH; ++k) a.dc0[k] = dc[k] + dc0[k];
+}
+
+// ---------------------------------------------------------------------------- FFI handlers
+
+using F32 = ffi::Buffer<ffi::F32>;
+using Pred = ffi::Buffer<ffi::PRED>;
+using Out = ffi::ResultBuffer<ffi::F32>;
+
+ffi::Error check_threads(int32_t threads) {
+  if (threads < 1) return ffi::Error::InvalidArgument("threads must be >= 1");
+  return ffi::Error::Success();
+}
+
+Dims dims_of(const F32& xs, const F32& w_h) {
+  auto x = xs.dimensions();
+  return Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]),
+              static_cast<int>(w_h.dimensions()[0])};
+}
+
+ffi::Error LstmForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 w_h, F32 b,
+                           F32 h0, F32 c0, Pred mask, Pred reset, Out ys, Out h_T, Out c_T,
+                           Out acts, Out h_in, Out c_in) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  ForwardArgs a{dims_of(xs, w_h), reverse != 0, threads, xs.typed_data(), w_x.typed_data(),
+                w_h.typed_data(), b.typed_data(), nullptr, h0.typed_data(), c0.typed_data(),
+                mask.typed_data(), reset.typed_data(), ys->typed_data(), h_T->typed_data(),
+                c_T->typed_data(), acts->typed_data(), h_in->typed_data(), c_in->typed_data()};
+  forward<LstmCell>(a);
+  return ffi::Error::Success();
+}
+
+ffi::Error GruForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 w_h, F32 b,
+                          F32 b_h, F32 h0, Pred mask, Pred reset, Out ys, Out h_T, Out acts,
+                          Out h_in) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  ForwardArgs a{dims_of(xs, w_h), reverse != 0, threads, xs.typed_data(), w_x.typed_data(),
+                w_h.typed_data(), b.typed_data(), b_h.typed_data(), h0.typed_data(), nullptr,
+                mask.typed_data(), reset.typed_data(), ys->typed_data(), h_T->typed_data(),
+                nullptr, acts->typed_data(), h_in->typed_data(), nullptr};
+  forward<GruCell>(a);
+  return ffi::Error::Success();
+}
+
+Dims backward_dims(const F32& dys, const F32& w_h) {
+  auto y = dys.dimensions();
+  return Dims{static_cast<int>(y[0]), static_cast<int>(y[1]), 0,
+              static_cast<int>(w_h.dimensions()[0])};
+}
+
+ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
+                            F32 c_in, F32 dys, F32 dh_T, F32 dc_T, Pred mask, Pred reset,
+                            Out dz, Out dh0, Out dc0) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
+                 acts.typed_data(), h_in.typed_data(), c_in.typed_data(), dys.typed_data(),
+                 dh_T.typed_data(), dc_T.typed_data(), mask.typed_data(), reset.typed_data(),
+                 dz->typed_data(), nullptr, dh0->typed_data(), dc0->typed_data()};
+  backward<LstmCell>(a);
+  return ffi::Error::Success();
+}
+
+ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
+                           F32 dys, F32 dh_T, Pred mask, Pred reset, Out dzx, Out dzh, Out dh0) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
+                 acts.typed_data(), h_in.typed_data(), nullptr, dys.typed_data(),
+                 dh_T.typed_data(), nullptr, mask.typed_data(), reset.typed_data(),
+                 dzx->typed_data(), dzh->typed_data(), dh0->typed_data(), nullptr};
+  backward<GruCell>(a);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmForward, LstmForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // w_x [I, 4H]
+                                  .Arg<F32>()  // w_h [H, 4H]
+                                  .Arg<F32>()  // b [4H]
+                                  .Arg<F32>()  // h0 [B, H]
+                                  .Arg<F32>()  // c0 [B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // ys [T, B, H]
+                                  .Ret<F32>()  // h_T [B, H]
+                                  .Ret<F32>()  // c_T [B, H]
+                                  .Ret<F32>()  // acts [T, B, 4H]
+                                  .Ret<F32>()  // h_in [T, B, H]
+                                  .Ret<F32>());  // c_in [T, B, H]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruForward, GruForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // w_x [I, 3H]
+                                  .Arg<F32>()  // w_h [H, 3H]
+                                  .Arg<F32>()  // b [3H]
+                                  .Arg<F32>()  // b_h [3H]
+                                  .Arg<F32>()  // h0 [B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // ys [T, B, H]
+                                  .Ret<F32>()  // h_T [B, H]
+                                  .Ret<F32>()  // acts [T, B, 4H]: r, z, n, h_n
+                                  .Ret<F32>());  // h_in [T, B, H]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmBackward, LstmBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // w_h [H, 4H]
+                                  .Arg<F32>()  // acts [T, B, 4H]
+                                  .Arg<F32>()  // h_in [T, B, H]
+                                  .Arg<F32>()  // c_in [T, B, H]
+                                  .Arg<F32>()  // d ys [T, B, H]
+                                  .Arg<F32>()  // d h_T [B, H]
+                                  .Arg<F32>()  // d c_T [B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // dZ [T, B, 4H]
+                                  .Ret<F32>()  // d h0 [B, H]
+                                  .Ret<F32>());  // d c0 [B, H]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruBackward, GruBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // w_h [H, 3H]
+                                  .Arg<F32>()  // acts [T, B, 4H]
+                                  .Arg<F32>()  // h_in [T, B, H]
+                                  .Arg<F32>()  // d ys [T, B, H]
+                                  .Arg<F32>()  // d h_T [B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // dZ_x [T, B, 3H]
+                                  .Ret<F32>()  // dZ_h [T, B, 3H]
+                                  .Ret<F32>());  // d h0 [B, H]

@@ -1,0 +1,247 @@
+"""Native backend (CPU): the fused scheme with both scans as persistent multi-threaded C++ kernels.
+
+``backend="native"`` runs the LSTM and the GRU (``reset_after=True``) on CPU. It is the scheme of
+:mod:`seqjax.kernels.fused` (a custom VJP whose weight and input gradients are single big matmuls
+over all steps), with the forward scan and the backward's reverse scan each one XLA FFI call into
+``native.cc``: threads that each own a slice of the hidden units for the whole sequence, their
+columns of ``W_h`` packed once and kept in their core's cache, the gate math on the matmul's
+register tiles, and one spin barrier per step. XLA:CPU runs a ``lax.scan`` step as ~15 separate
+thunks with a dispatch cost each, and streams every per-step intermediate through memory; the
+kernels do neither.
+
+The C++ source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``
+or ``g++``) for this machine (``-march=native``) and cached under ``$SEQJAX_CACHE_DIR`` (default
+``~/.cache/seqjax``), keyed by the source, compiler, flags, jaxlib and CPU. Where no compiler
+works, :func:`available` is False, ``auto`` keeps ``fused``, and ``backend="native"`` raises with
+the compiler's message.
+
+Computes in float32: bfloat16 inputs are widened, outputs return in the inputs' dtype and
+gradients in the params' dtypes; a float64 carry is refused (``ValueError``). ``unroll`` and
+``remat`` do not apply (one kernel runs the loop; the backward reads the saved gates). Threads:
+one per available core (``os.sched_getaffinity``), at most one per 16 hidden units (8 without
+AVX-512); ``SEQJAX_NATIVE_THREADS`` overrides. Second-order gradients raise, as for ``fused``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.cells import CellSpec
+from seqjax.kernels.fused import _first_order_only, _mm_t, _outer_sum
+
+_SOURCE = Path(__file__).with_name("native.cc")
+_FLAGS = ("-O3", "-march=native", "-std=gnu++17", "-shared", "-fPIC", "-pthread")
+_TARGETS = {
+    "seqjax_lstm_forward": "SeqjaxLstmForward",
+    "seqjax_lstm_backward": "SeqjaxLstmBackward",
+    "seqjax_gru_forward": "SeqjaxGruForward",
+    "seqjax_gru_backward": "SeqjaxGruBackward",
+}
+_log = logging.getLogger("seqjax")
+
+
+def supports(spec: CellSpec) -> bool:
+    """LSTM and GRU with ``reset_after=True``."""
+    return spec.kind == "lstm" or (spec.kind == "gru" and spec.reset_after)
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def _cpu_signature() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return os.uname().machine
+    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(lines)))
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SEQJAX_CACHE_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqjax"
+
+
+def _compile(cxx: str) -> Path:
+    include = jax.ffi.include_dir()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(
+        "\n".join([_SOURCE.read_text(), cxx, version, " ".join(_FLAGS), jax.__version__,
+                   include, _cpu_signature()]).encode()
+    ).hexdigest()[:16]
+    target = _cache_dir() / f"native-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _log.info("seqjax: compiling the native CPU kernels (once per machine): %s", target)
+    # Build beside the target and rename: concurrent processes (pytest-xdist) may race here.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        cmd = [cxx, *_FLAGS, f"-I{include}", str(_SOURCE), "-o", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"compiling {_SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}"
+            )
+        os.replace(out, target)
+    return target
+
+
+@functools.cache
+def _load() -> None:
+    """Compile (or find in the cache) and register the kernels; raises RuntimeError on failure."""
+    import ctypes
+
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("backend 'native' needs a C++ compiler: set $CXX or install g++")
+    lib = ctypes.cdll.LoadLibrary(str(_compile(cxx)))
+    for name, symbol in _TARGETS.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernels compile and load on this machine (compiles them once if needed)."""
+    try:
+        _load()
+    except (RuntimeError, OSError) as err:
+        _log.warning("seqjax: backend 'native' unavailable: %s", err)
+        return False
+    return True
+
+
+def _threads() -> int:
+    env = os.environ.get("SEQJAX_NATIVE_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SEQJAX_NATIVE_THREADS must be a positive integer; got {env!r}")
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
+class _Static(NamedTuple):
+    spec: CellSpec
+    reverse: bool
+    threads: int
+
+
+def _f32(x):
+    return x.astype(jnp.float32)
+
+
+def _call(name: str, outs, *args, static: _Static, aliases=None):
+    out_types = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in outs]
+    return jax.ffi.ffi_call(name, out_types, vmap_method="sequential",
+                            input_output_aliases=aliases)(
+        *args, reverse=np.int32(static.reverse), threads=np.int32(static.threads)
+    )
+
+
+def _forward(static: _Static, params, xs, mask, resets, carry0):
+    T, B, _ = xs.shape
+    H = static.spec.hidden_size
+    common = (_f32(xs), _f32(params.w_x), _f32(params.w_h), _f32(params.b))
+    if static.spec.kind == "lstm":
+        ys, h_T, c_T, acts, h_in, c_in = _call(
+            "seqjax_lstm_forward",
+            [(T, B, H), (B, H), (B, H), (T, B, 4 * H), (T, B, H), (T, B, H)],
+            *common, carry0.h, carry0.c, mask, resets, static=static,
+        )
+        carry_T = carry0._replace(h=h_T, c=c_T)
+    else:
+        ys, h_T, acts, h_in = _call(
+            "seqjax_gru_forward",
+            [(T, B, H), (B, H), (T, B, 4 * H), (T, B, H)],
+            *common, _f32(params.b_h), carry0.h, mask, resets, static=static,
+        )
+        carry_T, c_in = carry0._replace(h=h_T), None
+    return (carry_T, ys.astype(xs.dtype)), (acts, h_in, c_in)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _native(static: _Static, params, xs, mask, resets, carry0):
+    return _forward(static, params, xs, mask, resets, carry0)[0]
+
+
+def _native_fwd(static, params, xs, mask, resets, carry0):
+    # Differentiating this rule (grad-of-grad, hessian) must raise our error, not the FFI's.
+    params, xs, carry0 = _first_order_only((params, xs, carry0))
+    out, saved = _forward(static, params, xs, mask, resets, carry0)
+    return out, (params, xs, mask, resets, *saved)
+
+
+def _native_bwd(static: _Static, res, cts):
+    res = _first_order_only(res)
+    params, xs, mask, resets, acts, h_in, c_in = res
+    d_carry_T, d_ys = cts
+    T, B, _ = xs.shape
+    H = static.spec.hidden_size
+    G = 4 if static.spec.kind == "lstm" else 3
+    if static.spec.kind == "lstm":
+        dzx, dh0, dc0 = _call(
+            "seqjax_lstm_backward", [(T, B, G * H), (B, H), (B, H)],
+            _f32(params.w_h), acts, h_in, c_in, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask,
+            resets, static=static, aliases={1: 0},  # dZ overwrites the gates: no fresh 4H buffer
+        )
+        dzh, d_carry0 = dzx, d_carry_T._replace(h=dh0, c=dc0)
+        grads = {}
+    else:
+        dzx, dzh, dh0 = _call(
+            "seqjax_gru_backward", [(T, B, G * H), (T, B, G * H), (B, H)],
+            _f32(params.w_h), acts, h_in, _f32(d_ys), d_carry_T.h, mask, resets, static=static,
+        )
+        d_carry0 = d_carry_T._replace(h=dh0)
+        grads = {"b_h": jnp.sum(dzh, axis=(0, 1))}
+    grads.update(
+        w_x=_outer_sum(_f32(xs), dzx, jnp.float32),
+        b=jnp.sum(dzx, axis=(0, 1)),
+        w_h=_outer_sum(h_in, dzh, jnp.float32),
+    )
+    d_params = params._replace(
+        **{name: g.astype(getattr(params, name).dtype) for name, g in grads.items()}
+    )
+    d_xs = _mm_t(dzx.astype(xs.dtype), params.w_x)
+    return d_params, d_xs, None, None, d_carry0
+
+
+_native.defvjp(_native_fwd, _native_bwd)
+
+
+def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
+    """Time-major kernel signature shared by all backends; see :func:`seqjax.rnn`."""
+    del unroll, remat
+    spec = cell.spec
+    if not supports(spec):
+        raise ValueError(f"the native backend supports lstm and gru(reset_after=True); "
+                         f"got {spec.kind!r} (reset_after={spec.reset_after})")
+    if carry0.h.dtype != jnp.float32:
+        raise ValueError(f"the native backend computes in float32; got a {carry0.h.dtype} carry "
+                         "(use backend='fused' for float64)")
+    if jax.default_backend() != "cpu":
+        raise ValueError(f"the native backend runs on CPU; the default backend is "
+                         f"{jax.default_backend()!r}")
+    _load()
+    T, B = xs.shape[:2]
+    if T == 0:
+        return carry0, jnp.zeros((0, B, spec.hidden_size), xs.dtype)
+    mask = jnp.ones((T, B), bool) if mask is None else mask.astype(bool)
+    resets = jnp.zeros((T, B), bool) if resets is None else resets.astype(bool)
+    static = _Static(spec, bool(reverse), _threads())
+    return _native(static, params, xs, mask, resets, carry0)
