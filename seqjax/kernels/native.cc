@@ -427,6 +427,7 @@ struct BackwardArgs {
   const float *w_h, *acts, *h_in, *c_in, *dys, *dh_T, *dc_T;  // c_in, dc_T: LSTM only
   const bool *mask, *reset;
   float *dzx, *dzh, *dh0, *dc0;                             // dzh: GRU only; dc0: LSTM only
+  float *db, *db_h;                                          // db_h: GRU only
 };
 
 template <typename Cell>
@@ -439,7 +440,7 @@ void backward(const BackwardArgs& a) {
   // Carried cotangents, gradients reaching carry0 through resets, and each step's share of
   // d carry_in that does not go through W_h (dc * f for the LSTM, dh * z for the GRU).
   std::vector<float> dh(BH), dc(lstm ? BH : 0), dh0(BH, 0.0f), dc0(lstm ? BH : 0, 0.0f);
-  std::vector<float> direct(BH), dh_new(BH), dc_new(lstm ? BH : 0);
+  std::vector<float> direct(BH);
   std::memcpy(dh.data(), a.dh_T, sizeof(float) * BH);
   if (lstm) std::memcpy(dc.data(), a.dc_T, sizeof(float) * BH);
   const float* dzrec = lstm ? a.dzx : a.dzh;  // the A operand of dZ W_h^T
@@ -452,6 +453,8 @@ void backward(const BackwardArgs& a) {
     for (int p = p0; p < p1; p += MAX_NG)
       pack_transposed(a.w_h, H, G, p, std::min(MAX_NG, p1 - p), wt.data + static_cast<size_t>(p - p0) * K * VL);
     const float* rows[MR];
+    // Bias gradients of own units: sums of the gate gradients (and, GRU, of dn * r for b_hn).
+    std::vector<vf> db(static_cast<size_t>(p1 - p0) * (G + 1), vf{});
     for (int s = T - 1; s >= 0; --s) {
       const int t = step_at(s, T, a.reverse);
       const size_t tb = static_cast<size_t>(t) * B;
@@ -464,6 +467,7 @@ void backward(const BackwardArgs& a) {
         for (int p = p0; p < p1; ++p) {
           const int u0 = p * VL, n = panels.lanes(p);
           const size_t at = static_cast<size_t>(bi) * H + u0;
+          vf* db_p = db.data() + static_cast<size_t>(p - p0) * (G + 1);
           vf dh_t = valid ? loadn(dh.data() + at, n) + loadn(a.dys + row * H + u0, n) : vf{};
           if constexpr (lstm) {
             const vf i = loadn(acts + u0, n), f = loadn(acts + H + u0, n);
@@ -471,10 +475,12 @@ void backward(const BackwardArgs& a) {
             const vf cin = loadn(a.c_in + row * H + u0, n);
             const vf tc = vtanh(f * cin + i * g);
             const vf dc_t = (valid ? loadn(dc.data() + at, n) : vf{}) + dh_t * o * (1.0f - tc * tc);
-            storen(dzx + u0, dc_t * g * i * (1.0f - i), n);
-            storen(dzx + H + u0, dc_t * cin * f * (1.0f - f), n);
-            storen(dzx + 2 * H + u0, dc_t * i * (1.0f - g * g), n);
-            storen(dzx + 3 * H + u0, dh_t * tc * o * (1.0f - o), n);
+            const vf dz[4] = {dc_t * g * i * (1.0f - i), dc_t * cin * f * (1.0f - f),
+                              dc_t * i * (1.0f - g * g), dh_t * tc * o * (1.0f - o)};
+            for (int q = 0; q < 4; ++q) {
+              storen(dzx + q * H + u0, dz[q], n);
+              db_p[q] += dz[q];
+            }
             storen(direct.data() + at, dc_t * f, n);
           } else {
             const vf rg = loadn(acts + u0, n), z = loadn(acts + H + u0, n);
@@ -491,6 +497,10 @@ void backward(const BackwardArgs& a) {
             storen(dzh + H + u0, dz, n);
             storen(dzh + 2 * H + u0, dn * rg, n);
             storen(direct.data() + at, dh_t * z, n);
+            db_p[0] += dr;
+            db_p[1] += dz;
+            db_p[2] += dn;
+            db_p[3] += dn * rg;
           }
         }
       }
@@ -525,6 +535,16 @@ void backward(const BackwardArgs& a) {
             }
           }
         }
+      }
+    }
+    for (int p = p0; p < p1; ++p) {
+      const int u0 = p * VL, n = panels.lanes(p);
+      const vf* db_p = db.data() + static_cast<size_t>(p - p0) * (G + 1);
+      for (int g = 0; g < G; ++g) storen(a.db + g * H + u0, db_p[g], n);
+      if (!lstm) {
+        storen(a.db_h + u0, db_p[0], n);
+        storen(a.db_h + H + u0, db_p[1], n);
+        storen(a.db_h + 2 * H + u0, db_p[3], n);
       }
     }
   });
@@ -584,25 +604,28 @@ Dims backward_dims(const F32& dys, const F32& w_h) {
 
 ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
                             F32 c_in, F32 dys, F32 dh_T, F32 dc_T, Pred mask, Pred reset,
-                            Out dz, Out dh0, Out dc0) {
+                            Out dz, Out dh0, Out dc0, Out db) {
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
                  acts.typed_data(), h_in.typed_data(), c_in.typed_data(), dys.typed_data(),
                  dh_T.typed_data(), dc_T.typed_data(), mask.typed_data(), reset.typed_data(),
-                 dz->typed_data(), nullptr, dh0->typed_data(), dc0->typed_data()};
+                 dz->typed_data(), nullptr, dh0->typed_data(), dc0->typed_data(),
+                 db->typed_data(), nullptr};
   backward<LstmCell>(a);
   return ffi::Error::Success();
 }
 
 ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
-                           F32 dys, F32 dh_T, Pred mask, Pred reset, Out dzx, Out dzh, Out dh0) {
+                           F32 dys, F32 dh_T, Pred mask, Pred reset, Out dzx, Out dzh, Out dh0,
+                           Out db, Out db_h) {
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
                  acts.typed_data(), h_in.typed_data(), nullptr, dys.typed_data(),
                  dh_T.typed_data(), nullptr, mask.typed_data(), reset.typed_data(),
-                 dzx->typed_data(), dzh->typed_data(), dh0->typed_data(), nullptr};
+                 dzx->typed_data(), dzh->typed_data(), dh0->typed_data(), nullptr,
+                 db->typed_data(), db_h->typed_data()};
   backward<GruCell>(a);
   return ffi::Error::Success();
 }
@@ -660,7 +683,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmBackward, LstmBackwardImpl,
                                   .Arg<Pred>()  // reset [T, B]
                                   .Ret<F32>()  // dZ [T, B, 4H]
                                   .Ret<F32>()  // d h0 [B, H]
-                                  .Ret<F32>());  // d c0 [B, H]
+                                  .Ret<F32>()  // d c0 [B, H]
+                                  .Ret<F32>());  // d b [4H]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruBackward, GruBackwardImpl,
                               ffi::Ffi::Bind()
@@ -675,4 +699,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruBackward, GruBackwardImpl,
                                   .Arg<Pred>()  // reset [T, B]
                                   .Ret<F32>()  // dZ_x [T, B, 3H]
                                   .Ret<F32>()  // dZ_h [T, B, 3H]
-                                  .Ret<F32>());  // d h0 [B, H]
+                                  .Ret<F32>()  // d h0 [B, H]
+                                  .Ret<F32>()  // d b [3H]
+                                  .Ret<F32>());  // d b_h [3H]

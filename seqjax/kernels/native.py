@@ -71,10 +71,16 @@ def _cpu_signature() -> str:
 
 
 def _cache_dir() -> Path:
+    """$SEQJAX_CACHE_DIR, else ~/.cache/seqjax, else (read-only home) a per-user temp folder."""
     root = os.environ.get("SEQJAX_CACHE_DIR")
     if root:
         return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqjax"
+    home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqjax"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path(tempfile.gettempdir()) / f"seqjax-{os.getuid()}"
+    return home
 
 
 def _compile(cxx: str) -> Path:
@@ -195,23 +201,22 @@ def _native_bwd(static: _Static, res, cts):
     H = static.spec.hidden_size
     G = 4 if static.spec.kind == "lstm" else 3
     if static.spec.kind == "lstm":
-        dzx, dh0, dc0 = _call(
-            "seqjax_lstm_backward", [(T, B, G * H), (B, H), (B, H)],
+        dzx, dh0, dc0, db = _call(
+            "seqjax_lstm_backward", [(T, B, G * H), (B, H), (B, H), (G * H,)],
             _f32(params.w_h), acts, h_in, c_in, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask,
             resets, static=static, aliases={1: 0},  # dZ overwrites the gates: no fresh 4H buffer
         )
         dzh, d_carry0 = dzx, d_carry_T._replace(h=dh0, c=dc0)
-        grads = {}
+        grads = {"b": db}
     else:
-        dzx, dzh, dh0 = _call(
-            "seqjax_gru_backward", [(T, B, G * H), (T, B, G * H), (B, H)],
+        dzx, dzh, dh0, db, db_h = _call(
+            "seqjax_gru_backward", [(T, B, G * H), (T, B, G * H), (B, H), (G * H,), (G * H,)],
             _f32(params.w_h), acts, h_in, _f32(d_ys), d_carry_T.h, mask, resets, static=static,
         )
         d_carry0 = d_carry_T._replace(h=dh0)
-        grads = {"b_h": jnp.sum(dzh, axis=(0, 1))}
+        grads = {"b": db, "b_h": db_h}
     grads.update(
         w_x=_outer_sum(_f32(xs), dzx, jnp.float32),
-        b=jnp.sum(dzx, axis=(0, 1)),
         w_h=_outer_sum(h_in, dzh, jnp.float32),
     )
     d_params = params._replace(
