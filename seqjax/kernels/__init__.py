@@ -82,11 +82,13 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       ``[T,B,G*H]`` round trip through main memory.
     * Other cells on GPU, everything on TPU: ``hoisted`` (``fused`` and the ``pallas`` backend's
       Mosaic kernels are unmeasured on TPU).
-    * ``remat=True`` (SimpleRNN, LSTM, GRU, simplified GRU): ``reference``, whose checkpointed step
-      keeps only the carry per step and accumulates weight gradients inside the loop. ``fused``
-      needs the ``[T, B, G*H]`` gate gradients for its big matmuls whatever it recomputes: LSTM
-      training step at B16, T8192, I128, H256 on CPU, XLA's peak buffer total: fused 1667 MiB,
-      fused+remat 1219 MiB (0.73x), reference+remat 0.39x of fused (``make bench``).
+    * ``remat=True`` (SimpleRNN, LSTM, GRU, simplified GRU): ``reference``, which keeps the
+      carry only every ~sqrt(T) steps (checkpointed chunks) and accumulates weight gradients
+      inside the loop. ``fused`` needs the ``[T, B, G*H]`` gate gradients for its big matmuls
+      whatever it recomputes, and ``native`` saves the gates. LSTM training step at B16, T8192,
+      I128, H256 on CPU, XLA's peak buffer total (``make bench``): native (auto without remat)
+      1155 MiB, fused 1667, fused+remat 1219, reference 1923, reference+remat 393 (0.34x of
+      auto without remat; with a checkpoint per step instead of per chunk it was 643, 0.56x).
     """
     if spec.kind in _INPUT_ONLY_GATES:
         return "parallel" if platform == "gpu" else "sequential"
