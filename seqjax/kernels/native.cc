@@ -40,7 +40,7 @@ constexpr int VL = 16;
 #else
 constexpr int VL = 8;
 #endif
-constexpr int MR = 6;  // batch rows per register tile
+constexpr int MR = VL == 16 ? 6 : 3;  // batch rows per register tile (AVX2 has 16 registers)
 constexpr int MAX_NG = 4;
 
 typedef float vf __attribute__((vector_size(VL * 4)));
