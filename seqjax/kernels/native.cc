@@ -15,6 +15,7 @@
 // Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
 
 #include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -276,6 +277,23 @@ void pack_transposed(const float* w_h, int H, int G, int p, int ng, float* out) 
       }
 }
 
+// Maps this thread's share of an output's fresh pages in one call. Outputs live in XLA's
+// per-call temporaries, often fresh memory; when threads first write a page that spans rows
+// written by several of them, each takes the page fault (measured: twice the faults, and at
+// S1 a forward of 68 instead of 55 ms with this, 45 ms on already mapped memory).
+void populate(float* data, size_t count, int j, int threads) {
+#ifdef MADV_POPULATE_WRITE
+  if (data == nullptr || count == 0) return;
+  const uintptr_t page = 4096, lo = reinterpret_cast<uintptr_t>(data), span = count * sizeof(float);
+  uintptr_t begin = lo + span * j / threads, end = lo + span * (j + 1) / threads;
+  begin = (begin + page - 1) & ~(page - 1);  // whole pages inside the buffer only
+  end = end & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#else
+  (void)data, (void)count, (void)j, (void)threads;
+#endif
+}
+
 struct AlignedBuffer {
   float* data = nullptr;
   explicit AlignedBuffer(size_t n) {
@@ -334,6 +352,12 @@ void forward(const ForwardArgs& a) {
   for (int g = 0; g < G; ++g) all_gates[g] = g;
 
   parallel(panels.threads, [&](int j) {
+    const size_t TBH = static_cast<size_t>(T) * B * H;
+    populate(a.ys, TBH, j, panels.threads);
+    populate(a.acts, TBH * Cell::ACTS, j, panels.threads);
+    populate(a.h_in, TBH, j, panels.threads);
+    populate(a.c_in, lstm ? TBH : 0, j, panels.threads);
+    barrier.wait();
     const int p0 = panels.begin(j), p1 = panels.end(j), np = p1 - p0;
     AlignedBuffer wx(static_cast<size_t>(np) * I * G * VL), wh(static_cast<size_t>(np) * H * G * VL);
     for (int p = p0; p < p1; ++p) {
@@ -448,6 +472,9 @@ void backward(const BackwardArgs& a) {
   barrier.n = panels.threads;
 
   parallel(panels.threads, [&](int j) {
+    populate(a.dzx, static_cast<size_t>(T) * B * K, j, panels.threads);
+    populate(a.dzh, lstm ? 0 : static_cast<size_t>(T) * B * K, j, panels.threads);
+    barrier.wait();
     const int p0 = panels.begin(j), p1 = panels.end(j);
     AlignedBuffer wt(static_cast<size_t>(p1 - p0) * K * VL);
     for (int p = p0; p < p1; p += MAX_NG)
