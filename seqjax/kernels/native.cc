@@ -294,13 +294,14 @@ void populate(float* data, size_t count, int j, int threads) {
 #endif
 }
 
-struct AlignedBuffer {
-  float* data = nullptr;
-  explicit AlignedBuffer(size_t n) {
-    data = static_cast<float*>(std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64 + 64));
-  }
-  ~AlignedBuffer() { std::free(data); }
-};
+// A thread's scratch, kept across calls (the pool's threads live on): packed weights are a few
+// MB at large H, and fresh memory every call would take a page fault per 4 KB.
+float* scratch(int slot, size_t count) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& buffer = buffers[slot];
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
 
 // ---------------------------------------------------------------------------- cells
 //
@@ -322,7 +323,7 @@ struct LstmCell {
 
 struct GruCell {
   static constexpr int G = 3;       // gates r, z, n
-  static constexpr int ACTS = 4;    // saved: r, z, n, h_n (= h W_hn + b_hn)
+  static constexpr int ACTS = 3;    // saved: r, z, n; and apart, h_n = h W_hn + b_hn
   static constexpr int REC = 3;
 };
 
@@ -334,7 +335,7 @@ struct ForwardArgs {
   int threads;
   const float *xs, *w_x, *w_h, *b, *b_h, *h0, *c0;  // b_h: GRU only; c0: LSTM only
   const bool *mask, *reset;
-  float *ys, *h_T, *c_T, *acts, *h_in, *c_in;       // c_T, c_in: LSTM only
+  float *ys, *h_T, *c_T, *acts, *h_in, *c_in, *h_n;  // c_T, c_in: LSTM only; h_n: GRU only
 };
 
 template <typename Cell>
@@ -356,13 +357,14 @@ void forward(const ForwardArgs& a) {
     populate(a.ys, TBH, j, panels.threads);
     populate(a.acts, TBH * Cell::ACTS, j, panels.threads);
     populate(a.h_in, TBH, j, panels.threads);
-    populate(a.c_in, lstm ? TBH : 0, j, panels.threads);
+    populate(lstm ? a.c_in : a.h_n, TBH, j, panels.threads);
     barrier.wait();
     const int p0 = panels.begin(j), p1 = panels.end(j), np = p1 - p0;
-    AlignedBuffer wx(static_cast<size_t>(np) * I * G * VL), wh(static_cast<size_t>(np) * H * G * VL);
+    float* wx = scratch(0, static_cast<size_t>(np) * I * G * VL);
+    float* wh = scratch(1, static_cast<size_t>(np) * H * G * VL);
     for (int p = p0; p < p1; ++p) {
-      pack_gate_panel(a.w_x, I, H, G, all_gates, p, wx.data + static_cast<size_t>(p - p0) * I * G * VL);
-      pack_gate_panel(a.w_h, H, H, G, all_gates, p, wh.data + static_cast<size_t>(p - p0) * H * G * VL);
+      pack_gate_panel(a.w_x, I, H, G, all_gates, p, wx + static_cast<size_t>(p - p0) * I * G * VL);
+      pack_gate_panel(a.w_h, H, H, G, all_gates, p, wh + static_cast<size_t>(p - p0) * H * G * VL);
     }
     const float* rows_x[MR];
     const float* rows_h[MR];
@@ -373,8 +375,8 @@ void forward(const ForwardArgs& a) {
       const size_t tb = static_cast<size_t>(t) * B;
       for (int p = p0; p < p1; ++p) {
         const int u0 = p * VL, n = panels.lanes(p);
-        const float* bx = wx.data + static_cast<size_t>(p - p0) * I * G * VL;
-        const float* bh = wh.data + static_cast<size_t>(p - p0) * H * G * VL;
+        const float* bx = wx + static_cast<size_t>(p - p0) * I * G * VL;
+        const float* bh = wh + static_cast<size_t>(p - p0) * H * G * VL;
         vf bias[MAX_NG], bias_hn = vf{};
         for (int g = 0; g < G; ++g) {
           bias[g] = loadn(a.b + g * H + u0, n);
@@ -426,7 +428,7 @@ void forward(const ForwardArgs& a) {
               storen(acts, rg, n);
               storen(acts + H, z, n);
               storen(acts + 2 * H, nn, n);
-              storen(acts + 3 * H, h_n[r], n);
+              storen(a.h_n + row * H + u0, h_n[r], n);
             }
             storen(a.h_in + row * H + u0, hin, n);
             const vf h_keep = valid ? h : loadn(h_prev + static_cast<size_t>(bi) * H + u0, n);
@@ -448,10 +450,13 @@ struct BackwardArgs {
   Dims d;
   bool reverse;
   int threads;
-  const float *w_h, *acts, *h_in, *c_in, *dys, *dh_T, *dc_T;  // c_in, dc_T: LSTM only
+  const float *w_h, *acts, *h_in, *c_in, *h_n, *dys, *dh_T, *dc_T;  // c_in, dc_T: LSTM; h_n: GRU
   const bool *mask, *reset;
-  float *dzx, *dzh, *dh0, *dc0;                             // dzh: GRU only; dc0: LSTM only
-  float *db, *db_h;                                          // db_h: GRU only
+  // dz: the recurrent side's gate gradients (LSTM: dZ, the input side's too; GRU: dZh = [dr, dz,
+  // dn * r]); GRU: dnx = dn * (1 - r), which the input side's dZx adds to dZh's n block. Each may
+  // alias the input it replaces (acts, h_n): an element is read before it is written.
+  float *dz, *dnx, *dh0, *dc0;  // dnx: GRU only; dc0: LSTM only
+  float *db, *db_h;             // db_h: GRU only
 };
 
 template <typename Cell>
@@ -467,18 +472,17 @@ void backward(const BackwardArgs& a) {
   std::vector<float> direct(BH);
   std::memcpy(dh.data(), a.dh_T, sizeof(float) * BH);
   if (lstm) std::memcpy(dc.data(), a.dc_T, sizeof(float) * BH);
-  const float* dzrec = lstm ? a.dzx : a.dzh;  // the A operand of dZ W_h^T
   Barrier barrier;
   barrier.n = panels.threads;
 
   parallel(panels.threads, [&](int j) {
-    populate(a.dzx, static_cast<size_t>(T) * B * K, j, panels.threads);
-    populate(a.dzh, lstm ? 0 : static_cast<size_t>(T) * B * K, j, panels.threads);
+    populate(a.dz, static_cast<size_t>(T) * B * K, j, panels.threads);
+    populate(a.dnx, lstm ? 0 : static_cast<size_t>(T) * B * H, j, panels.threads);
     barrier.wait();
     const int p0 = panels.begin(j), p1 = panels.end(j);
-    AlignedBuffer wt(static_cast<size_t>(p1 - p0) * K * VL);
+    float* wt = scratch(0, static_cast<size_t>(p1 - p0) * K * VL);
     for (int p = p0; p < p1; p += MAX_NG)
-      pack_transposed(a.w_h, H, G, p, std::min(MAX_NG, p1 - p), wt.data + static_cast<size_t>(p - p0) * K * VL);
+      pack_transposed(a.w_h, H, G, p, std::min(MAX_NG, p1 - p), wt + static_cast<size_t>(p - p0) * K * VL);
     const float* rows[MR];
     // Bias gradients of own units: sums of the gate gradients (and, GRU, of dn * r for b_hn).
     std::vector<vf> db(static_cast<size_t>(p1 - p0) * (G + 1), vf{});
@@ -490,7 +494,7 @@ void backward(const BackwardArgs& a) {
         const size_t row = tb + bi;
         const bool valid = a.mask[row];
         const float* acts = a.acts + row * Cell::ACTS * H;
-        float* dzx = a.dzx + row * G * H;
+        float* dz_row = a.dz + row * G * H;
         for (int p = p0; p < p1; ++p) {
           const int u0 = p * VL, n = panels.lanes(p);
           const size_t at = static_cast<size_t>(bi) * H + u0;
@@ -505,24 +509,21 @@ void backward(const BackwardArgs& a) {
             const vf dz[4] = {dc_t * g * i * (1.0f - i), dc_t * cin * f * (1.0f - f),
                               dc_t * i * (1.0f - g * g), dh_t * tc * o * (1.0f - o)};
             for (int q = 0; q < 4; ++q) {
-              storen(dzx + q * H + u0, dz[q], n);
+              storen(dz_row + q * H + u0, dz[q], n);
               db_p[q] += dz[q];
             }
             storen(direct.data() + at, dc_t * f, n);
           } else {
             const vf rg = loadn(acts + u0, n), z = loadn(acts + H + u0, n);
-            const vf nn = loadn(acts + 2 * H + u0, n), hn = loadn(acts + 3 * H + u0, n);
+            const vf nn = loadn(acts + 2 * H + u0, n), hn = loadn(a.h_n + row * H + u0, n);
             const vf hin = loadn(a.h_in + row * H + u0, n);
             const vf dn = dh_t * (1.0f - z) * (1.0f - nn * nn);
             const vf dz = dh_t * (hin - nn) * z * (1.0f - z);
             const vf dr = dn * hn * rg * (1.0f - rg);
-            float* dzh = a.dzh + row * G * H;
-            storen(dzx + u0, dr, n);
-            storen(dzx + H + u0, dz, n);
-            storen(dzx + 2 * H + u0, dn, n);
-            storen(dzh + u0, dr, n);
-            storen(dzh + H + u0, dz, n);
-            storen(dzh + 2 * H + u0, dn * rg, n);
+            storen(dz_row + u0, dr, n);
+            storen(dz_row + H + u0, dz, n);
+            storen(dz_row + 2 * H + u0, dn * rg, n);
+            storen(a.dnx + row * H + u0, dn * (1.0f - rg), n);
             storen(direct.data() + at, dh_t * z, n);
             db_p[0] += dr;
             db_p[1] += dz;
@@ -535,10 +536,10 @@ void backward(const BackwardArgs& a) {
       // dh_{t-1}[:, own] = dZ_t W_h[own, :]^T, then masks and resets.
       for (int p = p0; p < p1; p += MAX_NG) {
         const int ng = std::min(MAX_NG, p1 - p);
-        const float* bp = wt.data + static_cast<size_t>(p - p0) * K * VL;
+        const float* bp = wt + static_cast<size_t>(p - p0) * K * VL;
         for (int r0 = 0; r0 < B; r0 += MR) {
           const int nrows = std::min(MR, B - r0);
-          for (int r = 0; r < nrows; ++r) rows[r] = dzrec + (tb + r0 + r) * K;
+          for (int r = 0; r < nrows; ++r) rows[r] = a.dz + (tb + r0 + r) * K;
           vf acc[MR][MAX_NG] = {};
           matmul_rows(ng, nrows, rows, K, bp, acc);
           for (int r = 0; r < nrows; ++r) {
@@ -605,20 +606,21 @@ ffi::Error LstmForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F3
   ForwardArgs a{dims_of(xs, w_h), reverse != 0, threads, xs.typed_data(), w_x.typed_data(),
                 w_h.typed_data(), b.typed_data(), nullptr, h0.typed_data(), c0.typed_data(),
                 mask.typed_data(), reset.typed_data(), ys->typed_data(), h_T->typed_data(),
-                c_T->typed_data(), acts->typed_data(), h_in->typed_data(), c_in->typed_data()};
+                c_T->typed_data(), acts->typed_data(), h_in->typed_data(), c_in->typed_data(),
+                nullptr};
   forward<LstmCell>(a);
   return ffi::Error::Success();
 }
 
 ffi::Error GruForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 w_h, F32 b,
                           F32 b_h, F32 h0, Pred mask, Pred reset, Out ys, Out h_T, Out acts,
-                          Out h_in) {
+                          Out h_n, Out h_in) {
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   ForwardArgs a{dims_of(xs, w_h), reverse != 0, threads, xs.typed_data(), w_x.typed_data(),
                 w_h.typed_data(), b.typed_data(), b_h.typed_data(), h0.typed_data(), nullptr,
                 mask.typed_data(), reset.typed_data(), ys->typed_data(), h_T->typed_data(),
-                nullptr, acts->typed_data(), h_in->typed_data(), nullptr};
+                nullptr, acts->typed_data(), h_in->typed_data(), nullptr, h_n->typed_data()};
   forward<GruCell>(a);
   return ffi::Error::Success();
 }
@@ -635,7 +637,8 @@ ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts,
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
-                 acts.typed_data(), h_in.typed_data(), c_in.typed_data(), dys.typed_data(),
+                 acts.typed_data(), h_in.typed_data(), c_in.typed_data(), nullptr,
+                 dys.typed_data(),
                  dh_T.typed_data(), dc_T.typed_data(), mask.typed_data(), reset.typed_data(),
                  dz->typed_data(), nullptr, dh0->typed_data(), dc0->typed_data(),
                  db->typed_data(), nullptr};
@@ -643,15 +646,15 @@ ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts,
   return ffi::Error::Success();
 }
 
-ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
-                           F32 dys, F32 dh_T, Pred mask, Pred reset, Out dzx, Out dzh, Out dh0,
-                           Out db, Out db_h) {
+ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_n,
+                           F32 h_in, F32 dys, F32 dh_T, Pred mask, Pred reset, Out dz, Out dnx,
+                           Out dh0, Out db, Out db_h) {
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
-                 acts.typed_data(), h_in.typed_data(), nullptr, dys.typed_data(),
-                 dh_T.typed_data(), nullptr, mask.typed_data(), reset.typed_data(),
-                 dzx->typed_data(), dzh->typed_data(), dh0->typed_data(), nullptr,
+                 acts.typed_data(), h_in.typed_data(), nullptr, h_n.typed_data(),
+                 dys.typed_data(), dh_T.typed_data(), nullptr, mask.typed_data(),
+                 reset.typed_data(), dz->typed_data(), dnx->typed_data(), dh0->typed_data(), nullptr,
                  db->typed_data(), db_h->typed_data()};
   backward<GruCell>(a);
   return ffi::Error::Success();
@@ -692,7 +695,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruForward, GruForwardImpl,
                                   .Arg<Pred>()  // reset [T, B]
                                   .Ret<F32>()  // ys [T, B, H]
                                   .Ret<F32>()  // h_T [B, H]
-                                  .Ret<F32>()  // acts [T, B, 4H]: r, z, n, h_n
+                                  .Ret<F32>()  // acts [T, B, 3H]: r, z, n
+                                  .Ret<F32>()  // h_n [T, B, H]: h W_hn + b_hn
                                   .Ret<F32>());  // h_in [T, B, H]
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmBackward, LstmBackwardImpl,
@@ -718,14 +722,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruBackward, GruBackwardImpl,
                                   .Attr<int32_t>("reverse")
                                   .Attr<int32_t>("threads")
                                   .Arg<F32>()  // w_h [H, 3H]
-                                  .Arg<F32>()  // acts [T, B, 4H]
+                                  .Arg<F32>()  // acts [T, B, 3H]
+                                  .Arg<F32>()  // h_n [T, B, H]
                                   .Arg<F32>()  // h_in [T, B, H]
                                   .Arg<F32>()  // d ys [T, B, H]
                                   .Arg<F32>()  // d h_T [B, H]
                                   .Arg<Pred>()  // mask [T, B]
                                   .Arg<Pred>()  // reset [T, B]
-                                  .Ret<F32>()  // dZ_x [T, B, 3H]
-                                  .Ret<F32>()  // dZ_h [T, B, 3H]
+                                  .Ret<F32>()  // dZh [T, B, 3H]: dr, dz, dn * r
+                                  .Ret<F32>()  // dn * (1 - r) [T, B, H]
                                   .Ret<F32>()  // d h0 [B, H]
                                   .Ret<F32>()  // d b [3H]
                                   .Ret<F32>());  // d b_h [3H]

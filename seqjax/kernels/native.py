@@ -161,6 +161,9 @@ def _call(name: str, outs, *args, static: _Static, aliases=None):
 
 
 def _forward(static: _Static, params, xs, mask, resets, carry0):
+    """Runs the forward kernel; returns the outputs and what the backward reads: the gates, the
+    hidden state entering each step, and the LSTM's cell state entering each step or the GRU's
+    ``h W_hn + b_hn``."""
     T, B, _ = xs.shape
     H = static.spec.hidden_size
     common = (_f32(xs), _f32(params.w_x), _f32(params.w_h), _f32(params.b))
@@ -170,15 +173,13 @@ def _forward(static: _Static, params, xs, mask, resets, carry0):
             [(T, B, H), (B, H), (B, H), (T, B, 4 * H), (T, B, H), (T, B, H)],
             *common, carry0.h, carry0.c, mask, resets, static=static,
         )
-        carry_T = carry0._replace(h=h_T, c=c_T)
-    else:
-        ys, h_T, acts, h_in = _call(
-            "seqjax_gru_forward",
-            [(T, B, H), (B, H), (T, B, 4 * H), (T, B, H)],
-            *common, _f32(params.b_h), carry0.h, mask, resets, static=static,
-        )
-        carry_T, c_in = carry0._replace(h=h_T), None
-    return (carry_T, ys.astype(xs.dtype)), (acts, h_in, c_in)
+        return (carry0._replace(h=h_T, c=c_T), ys.astype(xs.dtype)), (acts, h_in, c_in)
+    ys, h_T, acts, h_n, h_in = _call(
+        "seqjax_gru_forward",
+        [(T, B, H), (B, H), (T, B, 3 * H), (T, B, H), (T, B, H)],
+        *common, _f32(params.b_h), carry0.h, mask, resets, static=static,
+    )
+    return (carry0._replace(h=h_T), ys.astype(xs.dtype)), (acts, h_in, h_n)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -195,35 +196,38 @@ def _native_fwd(static, params, xs, mask, resets, carry0):
 
 def _native_bwd(static: _Static, res, cts):
     res = _first_order_only(res)
-    params, xs, mask, resets, acts, h_in, c_in = res
+    params, xs, mask, resets, acts, h_in, extra = res
     d_carry_T, d_ys = cts
     T, B, _ = xs.shape
     H = static.spec.hidden_size
-    G = 4 if static.spec.kind == "lstm" else 3
+    x, w_h = _f32(xs), _f32(params.w_h)
+    # The gate gradients overwrite the saved gates (aliases): no fresh [T, B, G*H] buffers.
     if static.spec.kind == "lstm":
-        dzx, dh0, dc0, db = _call(
-            "seqjax_lstm_backward", [(T, B, G * H), (B, H), (B, H), (G * H,)],
-            _f32(params.w_h), acts, h_in, c_in, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask,
-            resets, static=static, aliases={1: 0},  # dZ overwrites the gates: no fresh 4H buffer
+        dz, dh0, dc0, db = _call(
+            "seqjax_lstm_backward", [(T, B, 4 * H), (B, H), (B, H), (4 * H,)],
+            w_h, acts, h_in, extra, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask, resets,
+            static=static, aliases={1: 0},
         )
-        dzh, d_carry0 = dzx, d_carry_T._replace(h=dh0, c=dc0)
-        grads = {"b": db}
+        d_carry0 = d_carry_T._replace(h=dh0, c=dc0)
+        grads = {"b": db, "w_x": _outer_sum(x, dz, jnp.float32)}
+        d_xs = _mm_t(dz, params.w_x)
     else:
-        dzx, dzh, dh0, db, db_h = _call(
-            "seqjax_gru_backward", [(T, B, G * H), (T, B, G * H), (B, H), (G * H,), (G * H,)],
-            _f32(params.w_h), acts, h_in, _f32(d_ys), d_carry_T.h, mask, resets, static=static,
+        # dZh = [dr, dz, dn * r] feeds W_h; the input side's dZx = [dr, dz, dn] is dZh plus
+        # dnx = dn * (1 - r) in the n block, so it needs no buffer of its own.
+        dz, dnx, dh0, db, db_h = _call(
+            "seqjax_gru_backward", [(T, B, 3 * H), (T, B, H), (B, H), (3 * H,), (3 * H,)],
+            w_h, acts, extra, h_in, _f32(d_ys), d_carry_T.h, mask, resets, static=static,
+            aliases={1: 0, 2: 1},
         )
         d_carry0 = d_carry_T._replace(h=dh0)
-        grads = {"b": db, "b_h": db_h}
-    grads.update(
-        w_x=_outer_sum(_f32(xs), dzx, jnp.float32),
-        w_h=_outer_sum(h_in, dzh, jnp.float32),
-    )
+        w_x = _outer_sum(x, dz, jnp.float32).at[:, 2 * H:].add(_outer_sum(x, dnx, jnp.float32))
+        grads = {"b": db, "b_h": db_h, "w_x": w_x}
+        d_xs = _mm_t(dz, params.w_x) + _mm_t(dnx, params.w_x[:, 2 * H:])
+    grads["w_h"] = _outer_sum(h_in, dz, jnp.float32)
     d_params = params._replace(
         **{name: g.astype(getattr(params, name).dtype) for name, g in grads.items()}
     )
-    d_xs = _mm_t(dzx.astype(xs.dtype), params.w_x)
-    return d_params, d_xs, None, None, d_carry0
+    return d_params, d_xs.astype(xs.dtype), None, None, d_carry0
 
 
 _native.defvjp(_native_fwd, _native_bwd)
