@@ -67,8 +67,10 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
     * LSTM and GRU (``reset_after=True``) on CPU with a float32 carry, where a C++ compiler
       builds the kernels (``native.available()``): ``native`` (the fused scheme with both scans
       as persistent multi-threaded C++ kernels; ``seqjax/kernels/native.py``). 2-core CPU,
-      training step ms, native / fused / flax.nnx / torch, interleaved in one ``make bench``
-      run: see that module's docstring.
+      training step ms, native / fused / flax.nnx / torch.nn, interleaved in one run (that
+      module's docstring has a second): LSTM S1 133.5/161.9/175.8/165.1, S2 86.5/135.6/159.4/
+      111.2, S3 174.6/198.4/214.4/198.8, S4 34.7/53.4/71.2/54.2; GRU S1 107.2/143.4/148.9/
+      151.8, S2 75.8/115.0/142.5/162.7, S3 138.9/156.7/159.0/169.8, S4 23.7/45.7/54.0/157.2.
     * Otherwise SimpleRNN, LSTM and GRU (both forms) on CPU and GPU: ``fused`` (custom VJP; the
       weight gradients are single big matmuls; see ``seqjax/kernels/fused.py``). fp32 training
       step ms, fused / reference / hoisted / torch, interleaved in one run per platform:

@@ -9,6 +9,18 @@ register tiles, and one spin barrier per step. XLA:CPU runs a ``lax.scan`` step 
 thunks with a dispatch cost each, and streams every per-step intermediate through memory; the
 kernels do neither.
 
+Scheme (``native.cc``; panels of 16 hidden units, 8 without AVX-512)::
+
+    forward   per step, each thread: [x_t, h_{t-1}] times its packed columns of W_x and W_h in
+              register tiles of 6 batch rows x (4 gates x 16 units), the gates and the carry
+              computed on the tile, h_t published; one barrier. Saves the gates and the carry
+              entering each step (GRU: also h W_hn + b_hn).
+    backward  per step, each thread: the gate gradients of its units (written over the saved
+              gates, which XLA hands over through ``input_output_aliases``), barrier, then
+              dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. Bias gradients are summed on the way;
+              dW_x, dW_h and dX are single big XLA matmuls afterwards. The GRU's input side
+              dZx = [dr, dz, dn] is kept as dZh = [dr, dz, dn r] plus dn (1 - r).
+
 The C++ source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``
 or ``g++``) for this machine (``-march=native``) and cached under ``$SEQJAX_CACHE_DIR`` (default
 ``~/.cache/seqjax``), keyed by the source, compiler, flags, jaxlib and CPU. Where no compiler
@@ -18,8 +30,48 @@ the compiler's message.
 Computes in float32: bfloat16 inputs are widened, outputs return in the inputs' dtype and
 gradients in the params' dtypes; a float64 carry is refused (``ValueError``). ``unroll`` and
 ``remat`` do not apply (one kernel runs the loop; the backward reads the saved gates). Threads:
-one per available core (``os.sched_getaffinity``), at most one per 16 hidden units (8 without
-AVX-512); ``SEQJAX_NATIVE_THREADS`` overrides. Second-order gradients raise, as for ``fused``.
+one per available core (``os.sched_getaffinity``), at most one per panel;
+``SEQJAX_NATIVE_THREADS`` overrides. Second-order gradients raise, as for ``fused``.
+
+Measured on the project's 2-core CPU (AVX-512), each choice against the code before it
+(kernel times from a C++ harness on warm memory; training steps interleaved in one process):
+
+* the register tile: ~115 GFLOP/s per core in L1, this core's FMA peak. It must be a local
+  array and the broadcast one instruction (``s - vf{}``): with the tile behind a reference and
+  the broadcast built lane by lane, GCC kept the tile in memory (S1 forward 36-60 GFLOP/s).
+  Without AVX-512, tiles of 3 rows (AVX2 has 16 vector registers): S1 forward 46 vs 53 ms.
+* kernels alone at S1 (LSTM, B64 T128 I128 H256): forward 37.5 ms (172 GFLOP/s), backward's
+  scan 26 ms; one thread: 72 and 46 ms. At S4 (B16 T1024 I32 H64): 8.6 / 7.5 ms on two threads,
+  13.7 / 9.1 on one.
+* long-lived worker threads: threads started per call begin beside their creator, and two
+  spinning threads on one core serialise until the scheduler moves one (runs varied 2-3x).
+* the barrier spins 200 pauses, then yields: XLA's own workers spin for a while after their
+  work, and with 20000 pauses the S4 forward took 26.6 instead of 15.4 ms.
+* outputs' fresh pages mapped up front, each thread its share (``MADV_POPULATE_WRITE``): XLA's
+  temporaries are fresh memory each call, and two threads first-writing the same page both took
+  the fault (twice the faults; LSTM S1 step 148 -> 131 ms, 117 -> 65 MB faulted per step).
+* the GRU backward writing over its inputs instead of two new [T, B, 3H] buffers: 97 -> 57 MB
+  faulted per step at S1 and S3; steps of 110 / 145 / 32 ms at S1 / S3 / S4 in the ``make
+  bench`` run before, 106 / 132 / 23 in a shorter run after.
+* tried and dropped: accumulating dW_x, dW_h and dX per step inside the backward kernel (S1
+  backward 100.7 ms against 40.7 for the scan alone plus ~48 for XLA's matmuls; S4 51.5 against
+  17.8 + ~5); non-temporal stores of the saved gates and software prefetch of the next step's
+  inputs (no change); ``MADV_HUGEPAGE`` on the outputs (slower).
+
+Training step (``make bench``; ms, median of 10 interleaved rounds; two runs of the same code,
+2026-11-23; ``native`` is what ``auto`` runs, the column is ``auto``'s row)::
+
+                native (auto)    fused         flax.nnx       torch.nn
+    LSTM S1     159.7 / 133.5    188.1 / 161.9  245.2 / 175.8  174.3 / 165.1
+    LSTM S2      89.1 /  86.5    135.5 / 135.6  158.5 / 159.4  118.8 / 111.2
+    LSTM S3     189.0 / 174.6    233.3 / 198.4  261.9 / 214.4  193.1 / 198.8
+    LSTM S4      35.6 /  34.7     53.1 /  53.4   70.4 /  71.2   53.9 /  54.2
+    GRU  S1     118.9 / 107.2    158.6 / 143.4  152.0 / 148.9  164.5 / 151.8
+    GRU  S2      74.0 /  75.8    116.8 / 115.0  145.0 / 142.5  157.8 / 162.7
+    GRU  S3     134.8 / 138.9    157.9 / 156.7  163.4 / 159.0  178.0 / 169.8
+    GRU  S4      23.1 /  23.7     45.4 /  45.7   54.2 /  54.0  152.9 / 157.2
+
+(The first run had slow phases: flax.nnx's LSTM at S1 took 245 ms there, 176-179 in the others.)
 """
 
 from __future__ import annotations
