@@ -91,6 +91,24 @@ def test_unroll_and_remat_do_not_change_results(name, backend):
         )
 
 
+@pytest.mark.parametrize("time", [0, 1, 5, 10])
+def test_remat_chunks_of_any_length_change_nothing(time):
+    # remat keeps the carry every ceil(sqrt(T)) steps and pads T to whole chunks (10 -> 4 x 3).
+    cell = CELLS["lstm"](H)
+    params = random_params(cell, jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (B, time, I))
+    mask = jax.random.bernoulli(jax.random.key(2), 0.7, (B, time))
+    resets = jax.random.bernoulli(jax.random.key(3), 0.3, (B, time))
+
+    def loss(params, xs, remat):
+        carry, ys = sj.rnn(cell, params, xs, mask=mask, resets=resets, reverse=True,
+                           backend="reference", remat=remat)
+        return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(leaf)) for leaf in carry)
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)
+    chex.assert_trees_all_close(grad(params, xs, True), grad(params, xs, False), **TOL)
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru", "min_gru"])
 def test_bfloat16_inputs_keep_float32_carry(name):
     cell, params, xs, _ = make(name)
