@@ -100,7 +100,7 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
             and pallas.fits(batch or 1, spec.hidden_size, block_b=16)):
         return "pallas"
     if (platform == "cpu" and native.supports(spec)
-            and jnp.dtype(dtype or jnp.float32) == jnp.float32 and native.available()):
+            and (dtype is None or jnp.dtype(dtype) == jnp.float32) and native.available()):
         return "native"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"

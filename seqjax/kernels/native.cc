@@ -8,10 +8,10 @@
 // the persistent-RNN scheme of seqjax/kernels/pallas.py on CPU cores instead of GPU programs.
 //
 // forward   z_t = x_t W_x + h_{t-1} W_h + b, gates, carry; saves the post-activation gates and
-//           the carry entering each step (what the fused backend saves).
-// backward  per step: the gate gradients of own units (written to dZ_t), barrier, then
-//           dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. The weight and input gradients are big
-//           matmuls over all steps, done by XLA afterwards (native.py).
+//           the carry entering each step (what the fused backend saves; the GRU also h W_hn).
+// backward  per step: the gate gradients of own units (written to dZ_t, over the saved gates),
+//           barrier, then dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. The weight and input
+//           gradients are big matmuls over all steps, done by XLA afterwards (native.py).
 // Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
 
 #include <sched.h>
@@ -26,7 +26,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -252,15 +251,13 @@ Panels make_panels(int H, int threads) {
   return Panels{H, count, std::max(1, std::min(threads, count))};
 }
 
-// Packs columns {gate g, unit p*VL + l} of w [K, G*H] as [K][gates.size()][VL] (zero-padded).
-void pack_gate_panel(const float* w, int K, int H, int G, const std::vector<int>& gates, int p,
-                     float* out) {
+// Packs columns {gate g, unit p*VL + l} of w [K, G*H] as [K][G][VL] (zero-padded).
+void pack_gate_panel(const float* w, int K, int H, int G, int p, float* out) {
   int n = std::min(VL, H - p * VL);
-  int ng = static_cast<int>(gates.size());
   for (int k = 0; k < K; ++k)
-    for (int q = 0; q < ng; ++q) {
-      float* dst = out + (k * ng + q) * VL;
-      const float* src = w + static_cast<int64_t>(k) * G * H + gates[q] * H + p * VL;
+    for (int g = 0; g < G; ++g) {
+      float* dst = out + (k * G + g) * VL;
+      const float* src = w + static_cast<int64_t>(k) * G * H + g * H + p * VL;
       for (int l = 0; l < VL; ++l) dst[l] = l < n ? src[l] : 0.0f;
     }
 }
@@ -305,8 +302,8 @@ float* scratch(int slot, size_t count) {
 
 // ---------------------------------------------------------------------------- cells
 //
-// A cell gives the forward's gate layout and epilogue and the backward's per-step elementwise
-// part. Gate buffers are [.., G*H] with gate blocks of H (the layout of the params).
+// The kernels are templates on the cell; its gate math sits in their `if constexpr (lstm)`
+// branches. Gate buffers are [.., G*H] with gate blocks of H (the layout of the params).
 
 struct Dims {
   int T, B, I, H;
@@ -316,15 +313,11 @@ struct Dims {
 inline int step_at(int s, int T, bool reverse) { return reverse ? T - 1 - s : s; }
 
 struct LstmCell {
-  static constexpr int G = 4;       // gates i, f, g, o
-  static constexpr int ACTS = 4;    // saved: i, f, g, o
-  static constexpr int REC = 4;     // gate columns of W_h
+  static constexpr int G = 4;  // gates i, f, g, o
 };
 
 struct GruCell {
-  static constexpr int G = 3;       // gates r, z, n
-  static constexpr int ACTS = 3;    // saved: r, z, n; and apart, h_n = h W_hn + b_hn
-  static constexpr int REC = 3;
+  static constexpr int G = 3;  // gates r, z, n; h_n = h W_hn + b_hn is saved apart
 };
 
 // ---------------------------------------------------------------------------- forward
@@ -349,13 +342,11 @@ void forward(const ForwardArgs& a) {
   if (lstm) std::memcpy(c_buf.data(), a.c0, sizeof(float) * B * H);
   Barrier barrier;
   barrier.n = panels.threads;
-  std::vector<int> all_gates(G);
-  for (int g = 0; g < G; ++g) all_gates[g] = g;
 
   parallel(panels.threads, [&](int j) {
     const size_t TBH = static_cast<size_t>(T) * B * H;
     populate(a.ys, TBH, j, panels.threads);
-    populate(a.acts, TBH * Cell::ACTS, j, panels.threads);
+    populate(a.acts, TBH * G, j, panels.threads);
     populate(a.h_in, TBH, j, panels.threads);
     populate(lstm ? a.c_in : a.h_n, TBH, j, panels.threads);
     barrier.wait();
@@ -363,8 +354,8 @@ void forward(const ForwardArgs& a) {
     float* wx = scratch(0, static_cast<size_t>(np) * I * G * VL);
     float* wh = scratch(1, static_cast<size_t>(np) * H * G * VL);
     for (int p = p0; p < p1; ++p) {
-      pack_gate_panel(a.w_x, I, H, G, all_gates, p, wx + static_cast<size_t>(p - p0) * I * G * VL);
-      pack_gate_panel(a.w_h, H, H, G, all_gates, p, wh + static_cast<size_t>(p - p0) * H * G * VL);
+      pack_gate_panel(a.w_x, I, H, G, p, wx + static_cast<size_t>(p - p0) * I * G * VL);
+      pack_gate_panel(a.w_h, H, H, G, p, wh + static_cast<size_t>(p - p0) * H * G * VL);
     }
     const float* rows_x[MR];
     const float* rows_h[MR];
@@ -406,7 +397,7 @@ void forward(const ForwardArgs& a) {
             const size_t row = tb + bi;
             const bool reset = a.reset[row], valid = a.mask[row];
             const vf hin = loadn(rows_h[r] + u0, n);
-            float* acts = a.acts + row * Cell::ACTS * H + u0;
+            float* acts = a.acts + row * G * H + u0;
             vf h;
             if constexpr (lstm) {
               const vf i = vsigmoid(acc[r][0] + bias[0]), f = vsigmoid(acc[r][1] + bias[1]);
@@ -450,7 +441,7 @@ struct BackwardArgs {
   Dims d;
   bool reverse;
   int threads;
-  const float *w_h, *acts, *h_in, *c_in, *h_n, *dys, *dh_T, *dc_T;  // c_in, dc_T: LSTM; h_n: GRU
+  const float *w_h, *acts, *h_in, *c_in, *h_n, *dys, *dh_T, *dc_T;  // h_in, h_n: GRU; c_*: LSTM
   const bool *mask, *reset;
   // dz: the recurrent side's gate gradients (LSTM: dZ, the input side's too; GRU: dZh = [dr, dz,
   // dn * r]); GRU: dnx = dn * (1 - r), which the input side's dZx adds to dZh's n block. Each may
@@ -493,7 +484,7 @@ void backward(const BackwardArgs& a) {
       for (int bi = 0; bi < B; ++bi) {
         const size_t row = tb + bi;
         const bool valid = a.mask[row];
-        const float* acts = a.acts + row * Cell::ACTS * H;
+        const float* acts = a.acts + row * G * H;
         float* dz_row = a.dz + row * G * H;
         for (int p = p0; p < p1; ++p) {
           const int u0 = p * VL, n = panels.lanes(p);
@@ -631,14 +622,13 @@ Dims backward_dims(const F32& dys, const F32& w_h) {
               static_cast<int>(w_h.dimensions()[0])};
 }
 
-ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 h_in,
-                            F32 c_in, F32 dys, F32 dh_T, F32 dc_T, Pred mask, Pred reset,
-                            Out dz, Out dh0, Out dc0, Out db) {
+ffi::Error LstmBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, F32 c_in,
+                            F32 dys, F32 dh_T, F32 dc_T, Pred mask, Pred reset, Out dz, Out dh0,
+                            Out dc0, Out db) {
   if (auto e = check_threads(threads); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   BackwardArgs a{backward_dims(dys, w_h), reverse != 0, threads, w_h.typed_data(),
-                 acts.typed_data(), h_in.typed_data(), c_in.typed_data(), nullptr,
-                 dys.typed_data(),
+                 acts.typed_data(), nullptr, c_in.typed_data(), nullptr, dys.typed_data(),
                  dh_T.typed_data(), dc_T.typed_data(), mask.typed_data(), reset.typed_data(),
                  dz->typed_data(), nullptr, dh0->typed_data(), dc0->typed_data(),
                  db->typed_data(), nullptr};
@@ -705,7 +695,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmBackward, LstmBackwardImpl,
                                   .Attr<int32_t>("threads")
                                   .Arg<F32>()  // w_h [H, 4H]
                                   .Arg<F32>()  // acts [T, B, 4H]
-                                  .Arg<F32>()  // h_in [T, B, H]
                                   .Arg<F32>()  // c_in [T, B, H]
                                   .Arg<F32>()  // d ys [T, B, H]
                                   .Arg<F32>()  // d h_T [B, H]

@@ -257,7 +257,7 @@ def _native_bwd(static: _Static, res, cts):
     if static.spec.kind == "lstm":
         dz, dh0, dc0, db = _call(
             "seqjax_lstm_backward", [(T, B, 4 * H), (B, H), (B, H), (4 * H,)],
-            w_h, acts, h_in, extra, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask, resets,
+            w_h, acts, extra, _f32(d_ys), d_carry_T.h, d_carry_T.c, mask, resets,
             static=static, aliases={1: 0},
         )
         d_carry0 = d_carry_T._replace(h=dh0, c=dc0)
