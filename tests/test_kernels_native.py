@@ -22,7 +22,7 @@ needs_native = pytest.mark.skipif(
     reason="the native backend runs on CPU, where a C++ compiler builds it",
 )
 TOL = dict(rtol=2e-5, atol=2e-5)
-CELLS = {"lstm": sj.lstm, "gru": sj.gru}
+CELLS = {"lstm": sj.lstm, "gru": sj.gru, "min_gru": sj.min_gru, "min_lstm": sj.min_lstm}
 
 
 @pytest.mark.skipif(not ON_CPU, reason="the native backend runs on CPU")
@@ -83,7 +83,9 @@ def test_threads_and_ragged_tiles_are_accurate(monkeypatch, name, threads, hidde
 
 
 @needs_native
-@pytest.mark.parametrize("name", sorted(CELLS))
+# Not min_lstm: with both f and i saturated at 0 its normalised gate f / (f + i) is 0 / 0, in
+# every backend (the cell's own arithmetic).
+@pytest.mark.parametrize("name", ["gru", "lstm", "min_gru"])
 def test_saturated_gates_stay_finite_and_accurate(name):
     # Pre-activations in the hundreds: sigmoid and tanh saturate, exp would overflow.
     cell, params, xs, carry0, _, _ = make(name, batch=3, time=4, inp=6, hidden=20, scale=40.0)
@@ -142,9 +144,11 @@ def test_unsupported_inputs_are_refused(monkeypatch):
 
 
 @needs_native
-def test_auto_picks_native_on_cpu_for_lstm_and_gru():
-    assert sj.kernels.auto_backend(sj.lstm(64).spec, "cpu") == "native"
-    assert sj.kernels.auto_backend(sj.gru(64).spec, "cpu") == "native"
+def test_auto_picks_native_on_cpu_for_lstm_gru_and_min_cells():
+    for make_cell in CELLS.values():
+        assert sj.kernels.auto_backend(make_cell(64).spec, "cpu") == "native"
+        assert sj.kernels.auto_backend(make_cell(64).spec, "gpu") != "native"
+    assert sj.kernels.auto_backend(sj.min_gru(64).spec, "cpu", dtype=jnp.float64) == "sequential"
     assert sj.kernels.auto_backend(sj.gru(64, reset_after=False).spec, "cpu") == "fused"
     assert sj.kernels.auto_backend(sj.lstm(64).spec, "cpu", remat=True) == "reference"
     assert sj.kernels.auto_backend(sj.lstm(64).spec, "gpu") != "native"

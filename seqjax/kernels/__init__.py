@@ -46,14 +46,17 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
     the ``native`` one on the dtype, None meaning float32).
 
     Rules (measured by ``make bench``; see experiments/results/bench/):
-    * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU, ``sequential`` (blocked
-      scan with a custom VJP, ``seqjax/kernels/sequential.py``) elsewhere.
+    * minGRU/minLSTM: ``parallel`` (log-space associative scan) on GPU; on CPU ``native`` (one
+      C++ kernel each way, the recurrence on the projection's register tiles) where it builds and
+      the carry is float32, else ``sequential`` (blocked scan with a custom VJP,
+      ``seqjax/kernels/sequential.py``).
       H100, JAX 0.11.2, fp32 training step ``jit(grad)``, parallel / hoisted / reference ms:
       S1 (B64 T128 I128 H256) min_gru 0.42 / 3.08 / 4.05, min_lstm 0.46 / 3.70 / 4.09;
       S4 (B16 T1024 I32 H64) min_gru 0.41 / 18.1 / 26.2, min_lstm 0.34 / 23.6 / 30.0.
       2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
-      min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43.
-      TPU is unmeasured.
+      min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43;
+      native / sequential, interleaved: S1 min_gru 31.6 / 32.6, min_lstm 44.8 / 46.1; S4
+      min_gru 7.4 / 13.9, min_lstm 10.2 / 17.4. TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU wherever the ``pallas`` kernels' default tiling
       with 16-row batch blocks (the measured one) fits the shape (``pallas.fits``: up to H256,
       at H256 up to 128 rows so that all programs are resident at once):
@@ -92,15 +95,18 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       1155 MiB, fused 1667, fused+remat 1219, reference 1923, reference+remat 393 (0.34x of
       auto without remat; with a checkpoint per step instead of per chunk it was 643, 0.56x).
     """
+    native_fits = (platform == "cpu" and native.supports(spec)
+                   and (dtype is None or jnp.dtype(dtype) == jnp.float32))
     if spec.kind in _INPUT_ONLY_GATES:
-        return "parallel" if platform == "gpu" else "sequential"
+        if platform == "gpu":
+            return "parallel"
+        return "native" if native_fits and native.available() else "sequential"
     if remat:
         return "reference"
     if (platform == "gpu" and pallas.supports(spec)
             and pallas.fits(batch or 1, spec.hidden_size, block_b=16)):
         return "pallas"
-    if (platform == "cpu" and native.supports(spec)
-            and (dtype is None or jnp.dtype(dtype) == jnp.float32) and native.available()):
+    if native_fits and native.available():
         return "native"
     if platform in ("cpu", "gpu") and fused.supports(spec):
         return "fused"

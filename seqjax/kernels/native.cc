@@ -96,15 +96,18 @@ inline vf vtanh(vf x) {
   return a < 0.625f ? small : big;
 }
 
-// acc[r][g] += sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL]. The tile is copied into
-// locals so that it lives in registers (through the reference it would go to memory every k).
+// acc[r][g] (+)= sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL]; `accumulate` false
+// starts from zero (not from a zeroed array: GCC zeroes all of it with a memset call). The tile
+// is copied into locals so that it lives in registers (through the reference it would go to
+// memory every k).
 template <int R, int NG>
-inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)[MR][MAX_NG]) {
+inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)[MR][MAX_NG],
+                        bool accumulate) {
   vf c[R][NG];
   const float* ar[R];
   for (int r = 0; r < R; ++r) {
     ar[r] = a[r];
-    for (int g = 0; g < NG; ++g) c[r][g] = acc[r][g];
+    for (int g = 0; g < NG; ++g) c[r][g] = accumulate ? acc[r][g] : vf{};
   }
   for (int k = 0; k < K; ++k) {
     vf b[NG];
@@ -123,24 +126,24 @@ inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)
 
 template <int NG>
 inline void matmul_rows(int rows, const float* const* a, int K, const float* bp,
-                        vf (&acc)[MR][MAX_NG]) {
+                        vf (&acc)[MR][MAX_NG], bool accumulate) {
   switch (rows) {
-    case 1: return microkernel<1, NG>(a, K, bp, acc);
-    case 2: return microkernel<2, NG>(a, K, bp, acc);
-    case 3: return microkernel<3, NG>(a, K, bp, acc);
-    case 4: return microkernel<4, NG>(a, K, bp, acc);
-    case 5: return microkernel<5, NG>(a, K, bp, acc);
-    default: return microkernel<MR, NG>(a, K, bp, acc);
+    case 1: return microkernel<1, NG>(a, K, bp, acc, accumulate);
+    case 2: return microkernel<2, NG>(a, K, bp, acc, accumulate);
+    case 3: return microkernel<3, NG>(a, K, bp, acc, accumulate);
+    case 4: return microkernel<4, NG>(a, K, bp, acc, accumulate);
+    case 5: return microkernel<5, NG>(a, K, bp, acc, accumulate);
+    default: return microkernel<MR, NG>(a, K, bp, acc, accumulate);
   }
 }
 
 inline void matmul_rows(int ng, int rows, const float* const* a, int K, const float* bp,
-                        vf (&acc)[MR][MAX_NG]) {
+                        vf (&acc)[MR][MAX_NG], bool accumulate = false) {
   switch (ng) {
-    case 1: return matmul_rows<1>(rows, a, K, bp, acc);
-    case 2: return matmul_rows<2>(rows, a, K, bp, acc);
-    case 3: return matmul_rows<3>(rows, a, K, bp, acc);
-    default: return matmul_rows<4>(rows, a, K, bp, acc);
+    case 1: return matmul_rows<1>(rows, a, K, bp, acc, accumulate);
+    case 2: return matmul_rows<2>(rows, a, K, bp, acc, accumulate);
+    case 3: return matmul_rows<3>(rows, a, K, bp, acc, accumulate);
+    default: return matmul_rows<4>(rows, a, K, bp, acc, accumulate);
   }
 }
 
@@ -382,7 +385,7 @@ void forward(const ForwardArgs& a) {
             rows_h[r] = a.reset[tb + bi] ? a.h0 + static_cast<size_t>(bi) * H
                                          : h_prev + static_cast<size_t>(bi) * H;
           }
-          vf acc[MR][MAX_NG] = {};
+          vf acc[MR][MAX_NG];
           vf h_n[MR];
           matmul_rows(G, rows, rows_h, H, bh, acc);
           if (!lstm) {  // GRU: keep h W_hn apart, it is scaled by r
@@ -391,7 +394,7 @@ void forward(const ForwardArgs& a) {
               acc[r][2] = vf{};
             }
           }
-          matmul_rows(G, rows, rows_x, I, bx, acc);
+          matmul_rows(G, rows, rows_x, I, bx, acc, true);
           for (int r = 0; r < rows; ++r) {
             const int bi = r0 + r;
             const size_t row = tb + bi;
@@ -531,7 +534,7 @@ void backward(const BackwardArgs& a) {
         for (int r0 = 0; r0 < B; r0 += MR) {
           const int nrows = std::min(MR, B - r0);
           for (int r = 0; r < nrows; ++r) rows[r] = a.dz + (tb + r0 + r) * K;
-          vf acc[MR][MAX_NG] = {};
+          vf acc[MR][MAX_NG];
           matmul_rows(ng, nrows, rows, K, bp, acc);
           for (int r = 0; r < nrows; ++r) {
             const int bi = r0 + r;
@@ -570,6 +573,173 @@ void backward(const BackwardArgs& a) {
   for (size_t k = 0; k < BH; ++k) a.dh0[k] = dh[k] + dh0[k];
   if (lstm)
     for (size_t k = 0; k < BH; ++k) a.dc0[k] = dc[k] + dc0[k];
+}
+
+// ---------------------------------------------------------------------------- minGRU, minLSTM
+//
+// h_t = a_t h_{t-1} + b_t with a_t, b_t from x_t alone: no recurrent matmul, so every hidden unit
+// runs on its own and the threads never meet. Thread j owns the units of its panels: per step,
+// x_t times its packed columns of W_x (register tiles as above), the coefficients and the
+// recurrence on the tile.
+//   minGRU  (gates z, v):    h = (1 - z) h_in + z g(v)
+//   minLSTM (gates f, i, v): h = (f h_in + i g(v)) / (f + i)
+// with z, f, i sigmoids and g(v) = v + 0.5 for v >= 0, else sigmoid(v). The forward returns the
+// state after every step (a masked step keeps the previous one), which is the output where no
+// step is masked and, one step back, the state each step read: with the pre-activations
+// x W + b, all the backward needs. The backward writes their gradients over them.
+
+struct MinForwardArgs {
+  Dims d;
+  bool reverse;
+  int threads, G;  // G = 2 (minGRU) or 3 (minLSTM)
+  const float *xs, *w_x, *b, *h0;
+  const bool *mask, *reset;
+  float *hs, *xw;
+};
+
+inline vf positive_g(vf v) { return v >= 0.0f ? v + 0.5f : vsigmoid(v); }
+
+// The state step s (processing order) read for batch row bi: h0 at the start and after a reset,
+// else the state after the step before.
+template <typename Args>  // MinForwardArgs or MinBackwardArgs
+inline const float* min_state_in(const Args& a, int s, int bi, bool after_reset) {
+  const int T = a.d.T, B = a.d.B, H = a.d.H;
+  if (s == 0 || (after_reset && a.reset[static_cast<size_t>(step_at(s, T, a.reverse)) * B + bi]))
+    return a.h0 + static_cast<size_t>(bi) * H;
+  return a.hs + (static_cast<size_t>(step_at(s - 1, T, a.reverse)) * B + bi) * H;
+}
+
+void min_forward(const MinForwardArgs& a) {
+  const Dims d = a.d;
+  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G;
+  Panels panels = make_panels(H, a.threads);
+
+  parallel(panels.threads, [&](int j) {
+    const size_t TBH = static_cast<size_t>(T) * B * H;
+    populate(a.hs, TBH, j, panels.threads);
+    populate(a.xw, TBH * G, j, panels.threads);
+    const int p0 = panels.begin(j), p1 = panels.end(j);
+    float* wx = scratch(0, static_cast<size_t>(p1 - p0) * I * G * VL);
+    for (int p = p0; p < p1; ++p)
+      pack_gate_panel(a.w_x, I, H, G, p, wx + static_cast<size_t>(p - p0) * I * G * VL);
+    const float* rows_x[MR];
+    for (int s = 0; s < T; ++s) {
+      const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
+      for (int p = p0; p < p1; ++p) {
+        const int u0 = p * VL, n = panels.lanes(p);
+        const float* bx = wx + static_cast<size_t>(p - p0) * I * G * VL;
+        vf bias[MAX_NG];
+        for (int g = 0; g < G; ++g) bias[g] = loadn(a.b + g * H + u0, n);
+        for (int r0 = 0; r0 < B; r0 += MR) {
+          const int rows = std::min(MR, B - r0);
+          for (int r = 0; r < rows; ++r) rows_x[r] = a.xs + (tb + r0 + r) * I;
+          vf acc[MR][MAX_NG];
+          matmul_rows(G, rows, rows_x, I, bx, acc);
+          for (int r = 0; r < rows; ++r) {
+            const int bi = r0 + r;
+            const size_t row = tb + bi;
+            const bool valid = a.mask[row];
+            // A masked step keeps the state before it, even where it would have reset.
+            const vf hin = loadn(min_state_in(a, s, bi, valid) + u0, n);
+            float* xw = a.xw + row * G * H + u0;
+            for (int g = 0; g < G; ++g) {
+              acc[r][g] += bias[g];
+              storen(xw + g * H, acc[r][g], n);
+            }
+            vf h = hin;
+            if (valid) {
+              if (G == 2) {
+                const vf z = vsigmoid(acc[r][0]);
+                h = hin + z * (positive_g(acc[r][1]) - hin);
+              } else {
+                const vf f = vsigmoid(acc[r][0]), i = vsigmoid(acc[r][1]);
+                h = (f * hin + i * positive_g(acc[r][2])) / (f + i);
+              }
+            }
+            storen(a.hs + row * H + u0, h, n);
+          }
+        }
+      }
+    }
+  });
+}
+
+struct MinBackwardArgs {
+  Dims d;
+  bool reverse;
+  int threads, G;
+  const float *xw, *hs, *h0, *dhs;
+  const bool *mask, *reset;
+  float *dxw, *dh0, *db;  // dxw may alias xw: an element is read before it is written
+};
+
+void min_backward(const MinBackwardArgs& a) {
+  const Dims d = a.d;
+  const int T = d.T, B = d.B, H = d.H, G = a.G;
+  Panels panels = make_panels(H, a.threads);
+  const size_t BH = static_cast<size_t>(B) * H;
+  std::vector<float> dh(BH, 0.0f), dh0(BH, 0.0f);
+
+  parallel(panels.threads, [&](int j) {
+    populate(a.dxw, static_cast<size_t>(T) * B * G * H, j, panels.threads);
+    const int p0 = panels.begin(j), p1 = panels.end(j);
+    std::vector<vf> db(static_cast<size_t>(p1 - p0) * G, vf{});
+    for (int s = T - 1; s >= 0; --s) {
+      const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
+      for (int bi = 0; bi < B; ++bi) {
+        const size_t row = tb + bi;
+        const float* xw = a.xw + row * G * H;
+        float* dxw = a.dxw + row * G * H;
+        const bool valid = a.mask[row];
+        const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
+        for (int p = p0; p < p1; ++p) {
+          const int u0 = p * VL, n = panels.lanes(p);
+          const size_t at = static_cast<size_t>(bi) * H + u0;
+          const vf dh_t = loadn(dh.data() + at, n) + loadn(a.dhs + row * H + u0, n);
+          if (!valid) {  // the step passed the state through: no gradient to its gates
+            for (int g = 0; g < G; ++g) storen(dxw + g * H + u0, vf{}, n);
+            storen(dh.data() + at, dh_t, n);
+            continue;
+          }
+          vf* db_p = db.data() + static_cast<size_t>(p - p0) * G;
+          const vf hin = loadn(h_in + u0, n);
+          const vf v = loadn(xw + (G - 1) * H + u0, n);
+          const vf sv = vsigmoid(v);
+          const vf gv = v >= 0.0f ? v + 0.5f : sv;
+          const vf dgv = v >= 0.0f ? splat(1.0f) : sv * (1.0f - sv);
+          vf dx[3], dhin;
+          if (G == 2) {
+            const vf z = vsigmoid(loadn(xw + u0, n));
+            dx[0] = dh_t * (gv - hin) * z * (1.0f - z);
+            dx[1] = dh_t * z * dgv;
+            dhin = dh_t * (1.0f - z);
+          } else {
+            const vf f = vsigmoid(loadn(xw + u0, n)), i = vsigmoid(loadn(xw + H + u0, n));
+            const vf inv_s = 1.0f / (f + i);
+            const vf h = (f * hin + i * gv) * inv_s;
+            dx[0] = dh_t * (hin - h) * inv_s * f * (1.0f - f);
+            dx[1] = dh_t * (gv - h) * inv_s * i * (1.0f - i);
+            dx[2] = dh_t * i * inv_s * dgv;
+            dhin = dh_t * f * inv_s;
+          }
+          for (int g = 0; g < G; ++g) {
+            storen(dxw + g * H + u0, dx[g], n);
+            db_p[g] += dx[g];
+          }
+          if (a.reset[row]) {  // the step read h0, not the previous state
+            storen(dh0.data() + at, loadn(dh0.data() + at, n) + dhin, n);
+            dhin = vf{};
+          }
+          storen(dh.data() + at, dhin, n);
+        }
+      }
+    }
+    for (int p = p0; p < p1; ++p) {
+      const vf* db_p = db.data() + static_cast<size_t>(p - p0) * G;
+      for (int g = 0; g < G; ++g) storen(a.db + g * H + p * VL, db_p[g], panels.lanes(p));
+    }
+  });
+  for (size_t k = 0; k < BH; ++k) a.dh0[k] = dh[k] + dh0[k];
 }
 
 // ---------------------------------------------------------------------------- FFI handlers
@@ -650,6 +820,38 @@ ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, 
   return ffi::Error::Success();
 }
 
+ffi::Error MinForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 b, F32 h0,
+                          Pred mask, Pred reset, Out hs, Out xw) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  auto x = xs.dimensions();
+  const int H = static_cast<int>(h0.dimensions()[1]);
+  const int G = static_cast<int>(w_x.dimensions()[1]) / H;
+  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("w_x must have 2H or 3H columns");
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  MinForwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
+                   reverse != 0, threads, G, xs.typed_data(), w_x.typed_data(), b.typed_data(),
+                   h0.typed_data(), mask.typed_data(), reset.typed_data(), hs->typed_data(),
+                   xw->typed_data()};
+  min_forward(a);
+  return ffi::Error::Success();
+}
+
+ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xw, F32 hs, F32 h0, F32 dhs,
+                           Pred mask, Pred reset, Out dxw, Out dh0, Out db) {
+  if (auto e = check_threads(threads); !e.success()) return e;
+  auto y = dhs.dimensions();
+  const int H = static_cast<int>(y[2]);
+  const int G = static_cast<int>(xw.dimensions()[2]) / H;
+  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("xw must have 2H or 3H columns");
+  std::lock_guard<std::mutex> lock(kernel_lock);
+  MinBackwardArgs a{Dims{static_cast<int>(y[0]), static_cast<int>(y[1]), 0, H}, reverse != 0,
+                    threads, G, xw.typed_data(), hs.typed_data(), h0.typed_data(),
+                    dhs.typed_data(), mask.typed_data(), reset.typed_data(),
+                    dxw->typed_data(), dh0->typed_data(), db->typed_data()};
+  min_backward(a);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmForward, LstmForwardImpl,
@@ -723,3 +925,30 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxGruBackward, GruBackwardImpl,
                                   .Ret<F32>()  // d h0 [B, H]
                                   .Ret<F32>()  // d b [3H]
                                   .Ret<F32>());  // d b_h [3H]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinForward, MinForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // w_x [I, G*H]
+                                  .Arg<F32>()  // b [G*H]
+                                  .Arg<F32>()  // h0 [B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // hs [T, B, H]: the state after each step
+                                  .Ret<F32>());  // xw [T, B, G*H]: x W + b
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int32_t>("reverse")
+                                  .Attr<int32_t>("threads")
+                                  .Arg<F32>()  // xw [T, B, G*H]
+                                  .Arg<F32>()  // hs [T, B, H]
+                                  .Arg<F32>()  // h0 [B, H]
+                                  .Arg<F32>()  // d hs [T, B, H]
+                                  .Arg<Pred>()  // mask [T, B]
+                                  .Arg<Pred>()  // reset [T, B]
+                                  .Ret<F32>()  // d xw [T, B, G*H]
+                                  .Ret<F32>()  // d h0 [B, H]
+                                  .Ret<F32>());  // d b [G*H]
