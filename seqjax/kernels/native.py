@@ -25,8 +25,8 @@ Scheme (``native.cc``; panels of 16 hidden units, 8 without AVX-512)::
     minLSTM   tiles of x_t W_x, saving the pre-activations and the state after each step (the
               outputs, where nothing is masked); the backward writes the pre-activations'
               gradients over them, and dW_x, dX are XLA matmuls again. Training step at S1
-              (B64 T128 I128 H256) against ``sequential``: minGRU 31.6 vs 32.6 ms, minLSTM 44.8
-              vs 46.1; at S4 (B16 T1024 I32 H64) 7.4 vs 13.9 and 10.2 vs 17.4.
+              (B64 T128 I128 H256) against ``sequential``: minGRU 31.5 vs 32.3 ms, minLSTM 45.1
+              vs 46.8; at S4 (B16 T1024 I32 H64) 7.8 vs 13.7 and 8.8 vs 16.9.
 
 The C++ source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``
 or ``g++``) for this machine (``-march=native``) and cached under ``$SEQJAX_CACHE_DIR`` (default
