@@ -117,8 +117,9 @@ def test_empty_sequence_keeps_the_initial_carry():
 
 
 @needs_native
-def test_second_order_gradient_raises_a_clear_error():
-    cell, params, xs, carry0, _, _ = make("lstm", batch=2, time=3, inp=4, hidden=8)
+@pytest.mark.parametrize("name", ["lstm", "min_gru"])
+def test_second_order_gradient_raises_a_clear_error(name):
+    cell, params, xs, carry0, _, _ = make(name, batch=2, time=3, inp=4, hidden=8)
 
     def loss(xs):
         return jnp.sum(sj.rnn(cell, params, xs, backend="native")[1])
