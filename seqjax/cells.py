@@ -208,6 +208,16 @@ def _make_cell(init, initial_carry, project, step, spec: CellSpec) -> Cell:
     return Cell(init, initial_carry, project, step, apply, spec)
 
 
+def min_lstm_gates(f_pre: Array, i_pre: Array) -> tuple[Array, Array]:
+    """minLSTM's normalised gates ``f / (f + i)`` and ``i / (f + i)`` (``f, i`` the sigmoids).
+
+    Computed as ``sigmoid(+-(log f - log i))``: the plain ratio is 0 / 0 where both
+    pre-activations are below about -88 and both sigmoids underflow.
+    """
+    log_ratio = jax.nn.log_sigmoid(f_pre) - jax.nn.log_sigmoid(i_pre)
+    return jax.nn.sigmoid(log_ratio), jax.nn.sigmoid(-log_ratio)
+
+
 def positive_g(v: Array) -> Array:
     """minGRU's ``g(v) = v + 0.5`` for ``v >= 0`` else ``sigmoid(v)``: positive, continuous."""
     return jnp.where(v >= 0, v + 0.5, jax.nn.sigmoid(v))
@@ -498,6 +508,9 @@ def min_lstm(hidden_size: int) -> Cell:
         f'_t = f_t / (f_t + i_t)            i'_t = i_t / (f_t + i_t)
         h_t  = f'_t * h_{t-1} + i'_t * h~_t
 
+    ``f'`` and ``i'`` are computed as ``sigmoid(+-(log f - log i))`` (:func:`min_lstm_gates`),
+    which stays finite where both sigmoids underflow.
+
     Example:
       >>> import jax, jax.numpy as jnp, seqjax as sj
       >>> cell = sj.min_lstm(8)
@@ -517,9 +530,8 @@ def min_lstm(hidden_size: int) -> Cell:
 
     def step(params: MinParams, carry: RNNCarry, xw_t: Array):
         f_pre, i_pre, h_pre = jnp.split(xw_t.astype(carry.h.dtype), 3, axis=-1)
-        f = jax.nn.sigmoid(f_pre)
-        i = jax.nn.sigmoid(i_pre)
-        h = (f * carry.h + i * positive_g(h_pre)) / (f + i)
+        f_norm, i_norm = min_lstm_gates(f_pre, i_pre)
+        h = f_norm * carry.h + i_norm * positive_g(h_pre)
         return RNNCarry(h), h.astype(xw_t.dtype)
 
     return _make_cell(

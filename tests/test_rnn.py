@@ -259,3 +259,21 @@ def test_partial_application_keeps_params_a_pytree():
     cell, params, xs, _ = make("gru")
     fn = jax.jit(functools.partial(sj.rnn, cell))
     chex.assert_trees_all_close(fn(params, xs), sj.rnn(cell, params, xs), **TOL)
+
+
+@pytest.mark.parametrize("backend", [b for c, b in CASES if c == "min_lstm"])
+def test_min_lstm_with_both_gates_underflowing_stays_finite(backend):
+    # With pre-activations near -300, f and i are both 0 in float32 and the plain f / (f + i) is
+    # 0 / 0; its limit, sigmoid(k_f - k_i) there, is what every backend must return.
+    cell = sj.min_lstm(4)
+    params = cell.init(jax.random.key(0), 3)
+    params = params._replace(b=params.b.at[:8].set(-300.0))
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+
+    def loss(params, backend):
+        return jnp.sum(sj.rnn(cell, params, xs, backend=backend)[1])
+
+    value, grads = jax.value_and_grad(loss)(params, backend)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    expected, expected_grads = jax.value_and_grad(loss)(params, "reference")
+    chex.assert_trees_all_close((value, grads), (expected, expected_grads), rtol=1e-4, atol=1e-5)

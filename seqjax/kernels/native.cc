@@ -599,6 +599,18 @@ struct MinForwardArgs {
 
 inline vf positive_g(vf v) { return v >= 0.0f ? v + 0.5f : vsigmoid(v); }
 
+// minLSTM's normalised gates f / (f + i) and i / (f + i) for f = sigmoid(a), i = sigmoid(b):
+// (1 + e^-b) / (2 + e^-a + e^-b) and (1 + e^-a) / (...), numerator and denominator scaled by
+// e^-m, m = max(-a, -b, 0), so that nothing overflows where both sigmoids underflow (the plain
+// ratio is 0 / 0 there).
+inline void min_lstm_gates(vf a, vf b, vf& f_norm, vf& i_norm) {
+  const vf m = vmax(vmax(-a, -b), vf{});
+  const vf e0 = vexp(-m), ea = vexp(-a - m), eb = vexp(-b - m);
+  const vf inv = 1.0f / (e0 + e0 + ea + eb);
+  f_norm = (e0 + eb) * inv;
+  i_norm = (e0 + ea) * inv;
+}
+
 // The state step s (processing order) read for batch row bi: h0 at the start and after a reset,
 // else the state after the step before.
 template <typename Args>  // MinForwardArgs or MinBackwardArgs
@@ -652,8 +664,9 @@ void min_forward(const MinForwardArgs& a) {
                 const vf z = vsigmoid(acc[r][0]);
                 h = hin + z * (positive_g(acc[r][1]) - hin);
               } else {
-                const vf f = vsigmoid(acc[r][0]), i = vsigmoid(acc[r][1]);
-                h = (f * hin + i * positive_g(acc[r][2])) / (f + i);
+                vf f_norm, i_norm;
+                min_lstm_gates(acc[r][0], acc[r][1], f_norm, i_norm);
+                h = f_norm * hin + i_norm * positive_g(acc[r][2]);
               }
             }
             storen(a.hs + row * H + u0, h, n);
@@ -714,13 +727,15 @@ void min_backward(const MinBackwardArgs& a) {
             dx[1] = dh_t * z * dgv;
             dhin = dh_t * (1.0f - z);
           } else {
-            const vf f = vsigmoid(loadn(xw + u0, n)), i = vsigmoid(loadn(xw + H + u0, n));
-            const vf inv_s = 1.0f / (f + i);
-            const vf h = (f * hin + i * gv) * inv_s;
-            dx[0] = dh_t * (hin - h) * inv_s * f * (1.0f - f);
-            dx[1] = dh_t * (gv - h) * inv_s * i * (1.0f - i);
-            dx[2] = dh_t * i * inv_s * dgv;
-            dhin = dh_t * f * inv_s;
+            // h = f' h_in + i' g(v), f' = sigmoid(L), L = log sigmoid(k_f) - log sigmoid(k_i).
+            const vf k_f = loadn(xw + u0, n), k_i = loadn(xw + H + u0, n);
+            vf f_norm, i_norm;
+            min_lstm_gates(k_f, k_i, f_norm, i_norm);
+            const vf d_log_ratio = dh_t * (hin - gv) * f_norm * i_norm;
+            dx[0] = d_log_ratio * vsigmoid(-k_f);
+            dx[1] = -d_log_ratio * vsigmoid(-k_i);
+            dx[2] = dh_t * i_norm * dgv;
+            dhin = dh_t * f_norm;
           }
           for (int g = 0; g < G; ++g) {
             storen(dxw + g * H + u0, dx[g], n);

@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seqjax.cells import RNNCarry, input_projection, positive_g
+from seqjax.cells import RNNCarry, input_projection, min_lstm_gates, positive_g
 from seqjax.kernels.fused import _first_order_only, _mm_t
 from seqjax.kernels.parallel import _KINDS, supports
 
@@ -75,9 +75,8 @@ def _coefficients(kind: str, xw):
         z = jax.nn.sigmoid(k_z)
         return 1 - z, z * positive_g(v)
     k_f, k_i, v = jnp.split(xw, 3, axis=-1)
-    f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
-    s = f + i
-    return f / s, i / s * positive_g(v)
+    f_norm, i_norm = min_lstm_gates(k_f, k_i)
+    return f_norm, i_norm * positive_g(v)
 
 
 def _coefficients_vjp(kind: str, xw, da, db):
@@ -88,13 +87,14 @@ def _coefficients_vjp(kind: str, xw, da, db):
         g, dg = _g_and_slope(v)
         return jnp.concatenate([(db * g - da) * z * (1 - z), db * z * dg], axis=-1)
     k_f, k_i, v = jnp.split(xw, 3, axis=-1)
-    f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
+    f_norm, i_norm = min_lstm_gates(k_f, k_i)
     g, dg = _g_and_slope(v)
-    inv_s = 1 / (f + i)
-    # a = f/s, b = i g/s with s = f + i: d/df = i/s^2 (da - db g), d/di = f/s^2 (db g - da).
-    t = (da - db * g) * inv_s * inv_s
+    # a = sigmoid(L), b = sigmoid(-L) g with L = log sigmoid(k_f) - log sigmoid(k_i):
+    # dL = (da - db g) a (1 - a), dL/dk_f = 1 - sigmoid(k_f), dL/dk_i = -(1 - sigmoid(k_i)).
+    d_log_ratio = (da - db * g) * f_norm * i_norm
     return jnp.concatenate(
-        [t * i * f * (1 - f), -t * f * i * (1 - i), db * i * inv_s * dg], axis=-1
+        [d_log_ratio * jax.nn.sigmoid(-k_f), -d_log_ratio * jax.nn.sigmoid(-k_i),
+         db * i_norm * dg], axis=-1
     )
 
 
