@@ -211,11 +211,18 @@ def _make_cell(init, initial_carry, project, step, spec: CellSpec) -> Cell:
 def min_lstm_gates(f_pre: Array, i_pre: Array) -> tuple[Array, Array]:
     """minLSTM's normalised gates ``f / (f + i)`` and ``i / (f + i)`` (``f, i`` the sigmoids).
 
-    Computed as ``sigmoid(+-(log f - log i))``: the plain ratio is 0 / 0 where both
-    pre-activations are below about -88 and both sigmoids underflow.
+    The plain ratio is 0 / 0 where both pre-activations are below about -88 and both sigmoids
+    underflow. Equal to ``sigmoid(+-(log f - log i))``, it is computed as ``(1 + e^-i_pre) /
+    (2 + e^-f_pre + e^-i_pre)`` (and the same with ``f_pre``), every term scaled by ``e^-m``,
+    ``m = max(-f_pre, -i_pre, 0)``, so that none overflows: three ``exp`` instead of two
+    ``log_sigmoid`` and two ``sigmoid`` (minLSTM training step with ``backend="sequential"`` at
+    B64 T128 I128 H256: 51.2 ms, against 59.0 with the log-sigmoid form and ~47 with the plain
+    ratio).
     """
-    log_ratio = jax.nn.log_sigmoid(f_pre) - jax.nn.log_sigmoid(i_pre)
-    return jax.nn.sigmoid(log_ratio), jax.nn.sigmoid(-log_ratio)
+    m = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(-f_pre, -i_pre), 0))
+    e0, e_f, e_i = jnp.exp(-m), jnp.exp(-f_pre - m), jnp.exp(-i_pre - m)
+    inv = 1 / (2 * e0 + e_f + e_i)
+    return (e0 + e_i) * inv, (e0 + e_f) * inv
 
 
 def positive_g(v: Array) -> Array:
