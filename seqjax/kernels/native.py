@@ -334,9 +334,8 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     del unroll, remat
     spec = cell.spec
     if not supports(spec):
-        raise ValueError(f"the native backend supports lstm, gru(reset_after=True), min_gru and "
-                         f"min_lstm; "
-                         f"got {spec.kind!r} (reset_after={spec.reset_after})")
+        raise ValueError("the native backend supports lstm, gru(reset_after=True), min_gru and "
+                         f"min_lstm; got {spec.kind!r} (reset_after={spec.reset_after})")
     if carry0.h.dtype != jnp.float32:
         raise ValueError(f"the native backend computes in float32; got a {carry0.h.dtype} carry "
                          "(use backend='fused' for float64)")
