@@ -85,6 +85,18 @@ def test_threads_and_ragged_tiles_are_accurate(monkeypatch, name, threads, hidde
 
 
 @needs_native
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize(("threads", "batch", "time"), [("2", 7, 45), ("3", 2, 70)])
+def test_min_cells_weight_gradient_blocks_are_accurate(monkeypatch, name, threads, batch, time):
+    # The min cells' backward sums dW_x = X^T dZ over blocks of about 128 rows (steps x own
+    # batch rows): these sequences cross block ends mid-way, and batch 2 leaves a thread idle.
+    monkeypatch.setenv("SEQJAX_NATIVE_THREADS", threads)
+    cell, params, xs, carry0, mask, resets = make(name, batch=batch, time=time, inp=20, hidden=37)
+    assert_as_accurate_as_reference(cell, params, xs, carry0, mask=mask, resets=resets,
+                                    reverse=True)
+
+
+@needs_native
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_saturated_gates_stay_finite_and_accurate(name):
     # Pre-activations in the hundreds: sigmoid and tanh saturate, exp would overflow. The loss

@@ -55,8 +55,9 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       S4 (B16 T1024 I32 H64) min_gru 0.41 / 18.1 / 26.2, min_lstm 0.34 / 23.6 / 30.0.
       2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
       min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43;
-      native / sequential, 20 interleaved rounds: S1 min_gru 31.5 / 32.3, min_lstm 45.1 / 46.8;
-      S4 min_gru 7.8 / 13.7, min_lstm 8.8 / 16.9. TPU is unmeasured.
+      native / sequential, 20 interleaved rounds: S1 min_gru 31.6 / 31.7, min_lstm 40.1 / 51.7;
+      S3 min_gru 19.2 / 34.5, min_lstm 29.7 / 45.5; S4 min_gru 7.4 / 12.8, min_lstm 8.0 / 20.9.
+      TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU wherever the ``pallas`` kernels' default tiling
       with 16-row batch blocks (the measured one) fits the shape (``pallas.fits``: up to H256,
       at H256 up to 128 rows so that all programs are resident at once):

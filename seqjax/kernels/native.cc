@@ -12,6 +12,7 @@
 // backward  per step: the gate gradients of own units (written to dZ_t, over the saved gates),
 //           barrier, then dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. The weight and input
 //           gradients are big matmuls over all steps, done by XLA afterwards (native.py).
+// minGRU and minLSTM (below) have no recurrent matmul: their backward computes dX and dW_x too.
 // Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
 
 #include <sched.h>
@@ -101,18 +102,18 @@ inline vf vtanh(vf x) {
 // is copied into locals so that it lives in registers (through the reference it would go to
 // memory every k).
 template <int R, int NG>
-inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)[MR][MAX_NG],
-                        bool accumulate) {
+inline void microkernel(const float* const* a, int K, const float* bp, int ldb,
+                        vf (&acc)[MR][MAX_NG], bool accumulate) {
   vf c[R][NG];
   const float* ar[R];
   for (int r = 0; r < R; ++r) {
     ar[r] = a[r];
     for (int g = 0; g < NG; ++g) c[r][g] = accumulate ? acc[r][g] : vf{};
   }
-  for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < K; ++k, bp += ldb) {
     vf b[NG];
 #pragma GCC unroll 4
-    for (int g = 0; g < NG; ++g) b[g] = load(bp + (k * NG + g) * VL);
+    for (int g = 0; g < NG; ++g) b[g] = load(bp + g * VL);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const vf av = splat(ar[r][k]);
@@ -125,25 +126,27 @@ inline void microkernel(const float* const* a, int K, const float* bp, vf (&acc)
 }
 
 template <int NG>
-inline void matmul_rows(int rows, const float* const* a, int K, const float* bp,
+inline void matmul_rows(int rows, const float* const* a, int K, const float* bp, int ldb,
                         vf (&acc)[MR][MAX_NG], bool accumulate) {
   switch (rows) {
-    case 1: return microkernel<1, NG>(a, K, bp, acc, accumulate);
-    case 2: return microkernel<2, NG>(a, K, bp, acc, accumulate);
-    case 3: return microkernel<3, NG>(a, K, bp, acc, accumulate);
-    case 4: return microkernel<4, NG>(a, K, bp, acc, accumulate);
-    case 5: return microkernel<5, NG>(a, K, bp, acc, accumulate);
-    default: return microkernel<MR, NG>(a, K, bp, acc, accumulate);
+    case 1: return microkernel<1, NG>(a, K, bp, ldb, acc, accumulate);
+    case 2: return microkernel<2, NG>(a, K, bp, ldb, acc, accumulate);
+    case 3: return microkernel<3, NG>(a, K, bp, ldb, acc, accumulate);
+    case 4: return microkernel<4, NG>(a, K, bp, ldb, acc, accumulate);
+    case 5: return microkernel<5, NG>(a, K, bp, ldb, acc, accumulate);
+    default: return microkernel<MR, NG>(a, K, bp, ldb, acc, accumulate);
   }
 }
 
+// ldb: floats from one k's row of b to the next; 0 for b packed as [K][ng][VL].
 inline void matmul_rows(int ng, int rows, const float* const* a, int K, const float* bp,
-                        vf (&acc)[MR][MAX_NG], bool accumulate = false) {
+                        vf (&acc)[MR][MAX_NG], bool accumulate = false, int ldb = 0) {
+  if (ldb == 0) ldb = ng * VL;
   switch (ng) {
-    case 1: return matmul_rows<1>(rows, a, K, bp, acc, accumulate);
-    case 2: return matmul_rows<2>(rows, a, K, bp, acc, accumulate);
-    case 3: return matmul_rows<3>(rows, a, K, bp, acc, accumulate);
-    default: return matmul_rows<4>(rows, a, K, bp, acc, accumulate);
+    case 1: return matmul_rows<1>(rows, a, K, bp, ldb, acc, accumulate);
+    case 2: return matmul_rows<2>(rows, a, K, bp, ldb, acc, accumulate);
+    case 3: return matmul_rows<3>(rows, a, K, bp, ldb, acc, accumulate);
+    default: return matmul_rows<4>(rows, a, K, bp, ldb, acc, accumulate);
   }
 }
 
@@ -265,15 +268,14 @@ void pack_gate_panel(const float* w, int K, int H, int G, int p, float* out) {
     }
 }
 
-// Packs W_h[unit, :]^T for the units of panels [p, p + ng) as [G*H][ng][VL]: the B operand of
-// dh[:, units] = dZ W_h[units, :]^T.
-void pack_transposed(const float* w_h, int H, int G, int p, int ng, float* out) {
-  int K = G * H;
+// Packs rows [p*VL, (p + ng)*VL) of w [N, K] (row stride ld), transposed, as [K][ng][VL]
+// (zero-padded past N): the B operand of a product with w^T, e.g. dh[:, units] = dZ W_h[units, :]^T.
+void pack_transposed(const float* w, int64_t ld, int N, int K, int p, int ng, float* out) {
   for (int k = 0; k < K; ++k)
     for (int q = 0; q < ng; ++q)
       for (int l = 0; l < VL; ++l) {
         int u = (p + q) * VL + l;
-        out[(k * ng + q) * VL + l] = u < H ? w_h[static_cast<int64_t>(u) * K + k] : 0.0f;
+        out[(k * ng + q) * VL + l] = u < N ? w[u * ld + k] : 0.0f;
       }
 }
 
@@ -476,7 +478,8 @@ void backward(const BackwardArgs& a) {
     const int p0 = panels.begin(j), p1 = panels.end(j);
     float* wt = scratch(0, static_cast<size_t>(p1 - p0) * K * VL);
     for (int p = p0; p < p1; p += MAX_NG)
-      pack_transposed(a.w_h, H, G, p, std::min(MAX_NG, p1 - p), wt + static_cast<size_t>(p - p0) * K * VL);
+      pack_transposed(a.w_h, K, H, K, p, std::min(MAX_NG, p1 - p),
+                      wt + static_cast<size_t>(p - p0) * K * VL);
     const float* rows[MR];
     // Bias gradients of own units: sums of the gate gradients (and, GRU, of dn * r for b_hn).
     std::vector<vf> db(static_cast<size_t>(p1 - p0) * (G + 1), vf{});
@@ -586,7 +589,8 @@ void backward(const BackwardArgs& a) {
 // with z, f, i sigmoids and g(v) = v + 0.5 for v >= 0, else sigmoid(v). The forward returns the
 // state after every step (a masked step keeps the previous one), which is the output where no
 // step is masked and, one step back, the state each step read: with the pre-activations
-// x W + b, all the backward needs. The backward writes their gradients over them.
+// x W + b, all the backward needs. The backward (threads own batch rows there) returns the
+// input, weight and bias gradients itself; see min_backward.
 
 struct MinForwardArgs {
   Dims d;
@@ -681,40 +685,74 @@ struct MinBackwardArgs {
   Dims d;
   bool reverse;
   int threads, G;
-  const float *xw, *hs, *h0, *dhs;
+  const float *xs, *w_x, *xw, *hs, *h0, *dhs;
   const bool *mask, *reset;
-  float *dxw, *dh0, *db;  // dxw may alias xw: an element is read before it is written
+  float *dxs, *dw_x, *db, *dh0;
 };
 
+// Stores rows [0, rows) of a register tile (panels [p, p + ng) of N columns) at c, row stride ldc.
+inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
+                       const vf (&acc)[MR][MAX_NG]) {
+  for (int r = 0; r < rows; ++r)
+    for (int g = 0; g < ng; ++g) {
+      const int n = (p + g) * VL;
+      storen(c + r * ldc + n, acc[r][g], std::min(VL, N - n));
+    }
+}
+
+// Threads own batch rows. Per step, each own row's gradients w.r.t. its pre-activations (a row
+// of dZ = d(x W + b), every unit) go to a block buffer that stays in cache; then the step's
+// rows of dX = dZ W_x^T, and after every block of steps dW_x += X^T dZ over the block (the
+// thread's share, summed over threads at the end). dZ never goes through main memory, and the
+// input and weight gradients need no separate passes over it.
 void min_backward(const MinBackwardArgs& a) {
   const Dims d = a.d;
-  const int T = d.T, B = d.B, H = d.H, G = a.G;
-  Panels panels = make_panels(H, a.threads);
-  const size_t BH = static_cast<size_t>(B) * H;
-  std::vector<float> dh(BH, 0.0f), dh0(BH, 0.0f);
+  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, K = G * H;
+  const int threads = std::max(1, std::min(a.threads, B));
+  const int in_panels = (I + VL - 1) / VL, k_panels = (K + VL - 1) / VL;
+  std::vector<float*> dw_parts(threads), db_parts(threads);
+  Barrier barrier;
+  barrier.n = threads;
 
-  parallel(panels.threads, [&](int j) {
-    populate(a.dxw, static_cast<size_t>(T) * B * G * H, j, panels.threads);
-    const int p0 = panels.begin(j), p1 = panels.end(j);
-    std::vector<vf> db(static_cast<size_t>(p1 - p0) * G, vf{});
+  parallel(threads, [&](int j) {
+    populate(a.dxs, static_cast<size_t>(T) * B * I, j, threads);
+    const int b0 = B * j / threads, rows_own = B * (j + 1) / threads - b0;
+    const int steps_per_block = std::max(1, 128 / rows_own), KB = steps_per_block * rows_own;
+    const size_t own_h = static_cast<size_t>(rows_own) * H;
+    // One scratch allocation: packed W_x^T, the dZ block (+VL: a ragged last panel's load reads
+    // past its row), X^T of the block, this thread's dW_x and db, dh and dh0 of own rows.
+    const size_t n_wt = static_cast<size_t>(in_panels) * VL * K, n_zb = static_cast<size_t>(KB) * K + VL;
+    const size_t n_xt = static_cast<size_t>(I) * KB, n_dw = static_cast<size_t>(I) * K;
+    float* wt = scratch(0, n_wt + n_zb + n_xt + n_dw + K + 2 * own_h);
+    float *zb = wt + n_wt, *xt = zb + n_zb, *dw = xt + n_xt, *dbp = dw + n_dw;
+    float *dh = dbp + K, *dh0 = dh + own_h;
+    std::fill(dw, dw + n_dw + K + 2 * own_h, 0.0f);
+    dw_parts[j] = dw;
+    db_parts[j] = dbp;
+    for (int p = 0; p < in_panels; p += MAX_NG)
+      pack_transposed(a.w_x, K, I, K, p, std::min(MAX_NG, in_panels - p),
+                      wt + static_cast<size_t>(p) * K * VL);
+    const float* rows[MR];
+    int kb = 0;  // rows of the block filled
     for (int s = T - 1; s >= 0; --s) {
       const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
-      for (int bi = 0; bi < B; ++bi) {
+      for (int r = 0; r < rows_own; ++r) {
+        const int bi = b0 + r;
         const size_t row = tb + bi;
-        const float* xw = a.xw + row * G * H;
-        float* dxw = a.dxw + row * G * H;
+        const float* xw = a.xw + row * K;
+        float* dz = zb + static_cast<size_t>(kb + r) * K;
+        for (int i = 0; i < I; ++i) xt[static_cast<size_t>(i) * KB + kb + r] = a.xs[row * I + i];
         const bool valid = a.mask[row];
+        if (!valid) std::fill(dz, dz + K, 0.0f);  // the step passed the state through
         const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
-        for (int p = p0; p < p1; ++p) {
-          const int u0 = p * VL, n = panels.lanes(p);
-          const size_t at = static_cast<size_t>(bi) * H + u0;
-          const vf dh_t = loadn(dh.data() + at, n) + loadn(a.dhs + row * H + u0, n);
-          if (!valid) {  // the step passed the state through: no gradient to its gates
-            for (int g = 0; g < G; ++g) storen(dxw + g * H + u0, vf{}, n);
-            storen(dh.data() + at, dh_t, n);
+        for (int u0 = 0; u0 < H; u0 += VL) {
+          const int n = std::min(VL, H - u0);
+          float* dh_at = dh + static_cast<size_t>(r) * H + u0;
+          const vf dh_t = loadn(dh_at, n) + loadn(a.dhs + row * H + u0, n);
+          if (!valid) {
+            storen(dh_at, dh_t, n);
             continue;
           }
-          vf* db_p = db.data() + static_cast<size_t>(p - p0) * G;
           const vf hin = loadn(h_in + u0, n);
           const vf v = loadn(xw + (G - 1) * H + u0, n);
           const vf sv = vsigmoid(v);
@@ -738,23 +776,67 @@ void min_backward(const MinBackwardArgs& a) {
             dhin = dh_t * f_norm;
           }
           for (int g = 0; g < G; ++g) {
-            storen(dxw + g * H + u0, dx[g], n);
-            db_p[g] += dx[g];
+            storen(dz + g * H + u0, dx[g], n);
+            storen(dbp + g * H + u0, loadn(dbp + g * H + u0, n) + dx[g], n);
           }
           if (a.reset[row]) {  // the step read h0, not the previous state
-            storen(dh0.data() + at, loadn(dh0.data() + at, n) + dhin, n);
+            float* dh0_at = dh0 + static_cast<size_t>(r) * H + u0;
+            storen(dh0_at, loadn(dh0_at, n) + dhin, n);
             dhin = vf{};
           }
-          storen(dh.data() + at, dhin, n);
+          storen(dh_at, dhin, n);
         }
       }
+      // This step's rows of dX = dZ W_x^T.
+      for (int r0 = 0; r0 < rows_own; r0 += MR) {
+        const int nrows = std::min(MR, rows_own - r0);
+        for (int r = 0; r < MR; ++r)
+          rows[r] = zb + static_cast<size_t>(kb + r0 + std::min(r, nrows - 1)) * K;
+        for (int p = 0; p < in_panels; p += MAX_NG) {
+          const int ng = std::min(MAX_NG, in_panels - p);
+          vf acc[MR][MAX_NG];
+          matmul_rows(ng, nrows, rows, K, wt + static_cast<size_t>(p) * K * VL, acc);
+          store_tile(a.dxs + (tb + b0 + r0) * I, I, I, nrows, p, ng, acc);
+        }
+      }
+      kb += rows_own;
+      if (kb < KB && s > 0) continue;
+      // dW_x += X^T dZ over the block: rows of X^T from xt, dZ's rows read in place.
+      for (int i0 = 0; i0 < I; i0 += MR) {
+        const int nrows = std::min(MR, I - i0);
+        for (int r = 0; r < MR; ++r) rows[r] = xt + static_cast<size_t>(i0 + std::min(r, nrows - 1)) * KB;
+        for (int p = 0; p < k_panels; p += MAX_NG) {
+          const int ng = std::min(MAX_NG, k_panels - p);
+          vf acc[MR][MAX_NG];
+          for (int r = 0; r < nrows; ++r)
+            for (int g = 0; g < ng; ++g) {
+              const int c = (p + g) * VL;
+              acc[r][g] = loadn(dw + static_cast<size_t>(i0 + r) * K + c, std::min(VL, K - c));
+            }
+          matmul_rows(ng, nrows, rows, kb, zb + p * VL, acc, true, K);
+          store_tile(dw + static_cast<size_t>(i0) * K, K, K, nrows, p, ng, acc);
+        }
+      }
+      kb = 0;
     }
-    for (int p = p0; p < p1; ++p) {
-      const vf* db_p = db.data() + static_cast<size_t>(p - p0) * G;
-      for (int g = 0; g < G; ++g) storen(a.db + g * H + p * VL, db_p[g], panels.lanes(p));
+    for (int r = 0; r < rows_own; ++r)
+      for (int u = 0; u < H; ++u) {
+        const size_t at = static_cast<size_t>(r) * H + u;
+        a.dh0[static_cast<size_t>(b0 + r) * H + u] = dh[at] + dh0[at];
+      }
+    barrier.wait();  // every thread's dW_x and db are complete: sum them, each a share
+    const size_t total = static_cast<size_t>(I) * K;
+    for (size_t e = total * j / threads; e < total * (j + 1) / threads; ++e) {
+      float sum = 0.0f;
+      for (int q = 0; q < threads; ++q) sum += dw_parts[q][e];
+      a.dw_x[e] = sum;
+    }
+    for (int e = K * j / threads; e < K * (j + 1) / threads; ++e) {
+      float sum = 0.0f;
+      for (int q = 0; q < threads; ++q) sum += db_parts[q][e];
+      a.db[e] = sum;
     }
   });
-  for (size_t k = 0; k < BH; ++k) a.dh0[k] = dh[k] + dh0[k];
 }
 
 // ---------------------------------------------------------------------------- FFI handlers
@@ -851,18 +933,20 @@ ffi::Error MinForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32
   return ffi::Error::Success();
 }
 
-ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xw, F32 hs, F32 h0, F32 dhs,
-                           Pred mask, Pred reset, Out dxw, Out dh0, Out db) {
+ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 xw, F32 hs,
+                           F32 h0, F32 dhs, Pred mask, Pred reset, Out dxs, Out dw_x, Out db,
+                           Out dh0) {
   if (auto e = check_threads(threads); !e.success()) return e;
-  auto y = dhs.dimensions();
-  const int H = static_cast<int>(y[2]);
-  const int G = static_cast<int>(xw.dimensions()[2]) / H;
-  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("xw must have 2H or 3H columns");
+  auto x = xs.dimensions();
+  const int H = static_cast<int>(h0.dimensions()[1]);
+  const int G = static_cast<int>(w_x.dimensions()[1]) / H;
+  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("w_x must have 2H or 3H columns");
   std::lock_guard<std::mutex> lock(kernel_lock);
-  MinBackwardArgs a{Dims{static_cast<int>(y[0]), static_cast<int>(y[1]), 0, H}, reverse != 0,
-                    threads, G, xw.typed_data(), hs.typed_data(), h0.typed_data(),
-                    dhs.typed_data(), mask.typed_data(), reset.typed_data(),
-                    dxw->typed_data(), dh0->typed_data(), db->typed_data()};
+  MinBackwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
+                    reverse != 0, threads, G, xs.typed_data(), w_x.typed_data(), xw.typed_data(),
+                    hs.typed_data(), h0.typed_data(), dhs.typed_data(), mask.typed_data(),
+                    reset.typed_data(), dxs->typed_data(), dw_x->typed_data(), db->typed_data(),
+                    dh0->typed_data()};
   min_backward(a);
   return ffi::Error::Success();
 }
@@ -958,12 +1042,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
                               ffi::Ffi::Bind()
                                   .Attr<int32_t>("reverse")
                                   .Attr<int32_t>("threads")
-                                  .Arg<F32>()  // xw [T, B, G*H]
+                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // w_x [I, G*H]
+                                  .Arg<F32>()  // xw [T, B, G*H]: x W + b
                                   .Arg<F32>()  // hs [T, B, H]
                                   .Arg<F32>()  // h0 [B, H]
                                   .Arg<F32>()  // d hs [T, B, H]
                                   .Arg<Pred>()  // mask [T, B]
                                   .Arg<Pred>()  // reset [T, B]
-                                  .Ret<F32>()  // d xw [T, B, G*H]
-                                  .Ret<F32>()  // d h0 [B, H]
-                                  .Ret<F32>());  // d b [G*H]
+                                  .Ret<F32>()  // d xs [T, B, I]
+                                  .Ret<F32>()  // d w_x [I, G*H]
+                                  .Ret<F32>()  // d b [G*H]
+                                  .Ret<F32>());  // d h0 [B, H]
