@@ -15,7 +15,7 @@ Sections:
      assignment: arguments + outputs + temporaries of the compiled step).
 
 Run:
-  make bench                                          # everything, ~8 minutes on 2 cores
+  make bench                                          # everything, 4-8 minutes on 2 cores
   .venv/bin/python experiments/bench.py --shapes S1 --cells lstm --rounds 5 --skip compile memory
 
 Expected: see experiments/results/bench/README.md for the measured table and the goals.
