@@ -131,6 +131,19 @@ def test_empty_sequence_keeps_the_initial_carry():
 
 
 @needs_native
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_empty_batch_gives_empty_outputs_and_zero_gradients(name):
+    cell, params, _, _, _, _ = make(name, batch=2, time=3, inp=4, hidden=8)
+    xs = jnp.zeros((0, 5, 4))
+    (value, grads), (ref_value, ref_grads) = (
+        jax.value_and_grad(lambda p, x, b=backend: jnp.sum(sj.rnn(cell, p, x, backend=b)[1]),
+                           argnums=(0, 1))(params, xs)
+        for backend in ("native", "reference"))
+    assert grads[1].shape == (0, 5, 4)
+    chex.assert_trees_all_close((value, grads), (ref_value, ref_grads))
+
+
+@needs_native
 @pytest.mark.parametrize("name", ["lstm", "min_gru"])
 def test_second_order_gradient_raises_a_clear_error(name):
     cell, params, xs, carry0, _, _ = make(name, batch=2, time=3, inp=4, hidden=8)

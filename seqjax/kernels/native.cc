@@ -708,8 +708,13 @@ inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
 void min_backward(const MinBackwardArgs& a) {
   const Dims d = a.d;
   const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, K = G * H;
-  const int threads = std::max(1, std::min(a.threads, B));
+  const int threads = std::min(a.threads, B);
   const int in_panels = (I + VL - 1) / VL, k_panels = (K + VL - 1) / VL;
+  if (threads < 1) {  // no rows
+    std::fill(a.dw_x, a.dw_x + static_cast<size_t>(I) * K, 0.0f);
+    std::fill(a.db, a.db + K, 0.0f);
+    return;
+  }
   std::vector<float*> dw_parts(threads), db_parts(threads);
   Barrier barrier;
   barrier.n = threads;

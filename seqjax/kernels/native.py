@@ -348,8 +348,8 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
                          f"{jax.default_backend()!r}")
     _load()
     T, B = xs.shape[:2]
-    if T == 0:
-        return carry0, jnp.zeros((0, B, spec.hidden_size), xs.dtype)
+    if T == 0 or B == 0:  # nothing to run (and no rows for the kernels' threads to own)
+        return carry0, jnp.zeros((T, B, spec.hidden_size), xs.dtype)
     user_mask = mask
     mask = jnp.ones((T, B), bool) if mask is None else mask.astype(bool)
     resets = jnp.zeros((T, B), bool) if resets is None else resets.astype(bool)
