@@ -79,8 +79,10 @@ inline vf vexp(vf x) {
   y = y * x + 1.6666665459e-1f;
   y = y * x + 5.0000001201e-1f;
   y = y * z + x + 1.0f;
-  vi e = (__builtin_convertvector(n, vi) + 127) << 23;
-  return y * reinterpret_cast<vf&>(e);
+  const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;  // 2^n: the bits of e as floats (memcpy: no strict-aliasing breach; a no-op in code)
+  std::memcpy(&scale, &e, sizeof scale);
+  return y * scale;
 }
 inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 inline vf vtanh(vf x) {
@@ -700,6 +702,58 @@ inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
     }
 }
 
+// One step of batch row bi (processing step s): the gradients w.r.t. its pre-activations,
+// every unit, into dz (a row of d(x W + b)), added to db. dh holds d h_t on entry and d h_{t-1}
+// on return; what reaches h0 through a reset is added to dh0 instead.
+inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, float* dz, float* db,
+                              float* dh, float* dh0) {
+  const int H = a.d.H, G = a.G;
+  const size_t row = static_cast<size_t>(step_at(s, a.d.T, a.reverse)) * a.d.B + bi;
+  const float* xw = a.xw + row * G * H;
+  const bool valid = a.mask[row];
+  if (!valid) std::fill(dz, dz + G * H, 0.0f);  // the step passed the state through
+  const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
+  for (int u0 = 0; u0 < H; u0 += VL) {
+    const int n = std::min(VL, H - u0);
+    const vf dh_t = loadn(dh + u0, n) + loadn(a.dhs + row * H + u0, n);
+    if (!valid) {
+      storen(dh + u0, dh_t, n);
+      continue;
+    }
+    const vf hin = loadn(h_in + u0, n);
+    const vf v = loadn(xw + (G - 1) * H + u0, n);
+    const vf sv = vsigmoid(v);
+    const vf gv = v >= 0.0f ? v + 0.5f : sv;
+    const vf dgv = v >= 0.0f ? splat(1.0f) : sv * (1.0f - sv);
+    vf dx[3], dhin;
+    if (G == 2) {
+      const vf z = vsigmoid(loadn(xw + u0, n));
+      dx[0] = dh_t * (gv - hin) * z * (1.0f - z);
+      dx[1] = dh_t * z * dgv;
+      dhin = dh_t * (1.0f - z);
+    } else {
+      // h = f' h_in + i' g(v), f' = sigmoid(L), L = log sigmoid(k_f) - log sigmoid(k_i).
+      const vf k_f = loadn(xw + u0, n), k_i = loadn(xw + H + u0, n);
+      vf f_norm, i_norm;
+      min_lstm_gates(k_f, k_i, f_norm, i_norm);
+      const vf d_log_ratio = dh_t * (hin - gv) * f_norm * i_norm;
+      dx[0] = d_log_ratio * vsigmoid(-k_f);
+      dx[1] = -d_log_ratio * vsigmoid(-k_i);
+      dx[2] = dh_t * i_norm * dgv;
+      dhin = dh_t * f_norm;
+    }
+    for (int g = 0; g < G; ++g) {
+      storen(dz + g * H + u0, dx[g], n);
+      storen(db + g * H + u0, loadn(db + g * H + u0, n) + dx[g], n);
+    }
+    if (a.reset[row]) {  // the step read h0, not the previous state
+      storen(dh0 + u0, loadn(dh0 + u0, n) + dhin, n);
+      dhin = vf{};
+    }
+    storen(dh + u0, dhin, n);
+  }
+}
+
 // Threads own batch rows. Per step, each own row's gradients w.r.t. its pre-activations (a row
 // of dZ = d(x W + b), every unit) go to a block buffer that stays in cache; then the step's
 // rows of dX = dZ W_x^T, and after every block of steps dW_x += X^T dZ over the block (the
@@ -743,54 +797,11 @@ void min_backward(const MinBackwardArgs& a) {
       const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
       for (int r = 0; r < rows_own; ++r) {
         const int bi = b0 + r;
-        const size_t row = tb + bi;
-        const float* xw = a.xw + row * K;
         float* dz = zb + static_cast<size_t>(kb + r) * K;
-        for (int i = 0; i < I; ++i) xt[static_cast<size_t>(i) * KB + kb + r] = a.xs[row * I + i];
-        const bool valid = a.mask[row];
-        if (!valid) std::fill(dz, dz + K, 0.0f);  // the step passed the state through
-        const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
-        for (int u0 = 0; u0 < H; u0 += VL) {
-          const int n = std::min(VL, H - u0);
-          float* dh_at = dh + static_cast<size_t>(r) * H + u0;
-          const vf dh_t = loadn(dh_at, n) + loadn(a.dhs + row * H + u0, n);
-          if (!valid) {
-            storen(dh_at, dh_t, n);
-            continue;
-          }
-          const vf hin = loadn(h_in + u0, n);
-          const vf v = loadn(xw + (G - 1) * H + u0, n);
-          const vf sv = vsigmoid(v);
-          const vf gv = v >= 0.0f ? v + 0.5f : sv;
-          const vf dgv = v >= 0.0f ? splat(1.0f) : sv * (1.0f - sv);
-          vf dx[3], dhin;
-          if (G == 2) {
-            const vf z = vsigmoid(loadn(xw + u0, n));
-            dx[0] = dh_t * (gv - hin) * z * (1.0f - z);
-            dx[1] = dh_t * z * dgv;
-            dhin = dh_t * (1.0f - z);
-          } else {
-            // h = f' h_in + i' g(v), f' = sigmoid(L), L = log sigmoid(k_f) - log sigmoid(k_i).
-            const vf k_f = loadn(xw + u0, n), k_i = loadn(xw + H + u0, n);
-            vf f_norm, i_norm;
-            min_lstm_gates(k_f, k_i, f_norm, i_norm);
-            const vf d_log_ratio = dh_t * (hin - gv) * f_norm * i_norm;
-            dx[0] = d_log_ratio * vsigmoid(-k_f);
-            dx[1] = -d_log_ratio * vsigmoid(-k_i);
-            dx[2] = dh_t * i_norm * dgv;
-            dhin = dh_t * f_norm;
-          }
-          for (int g = 0; g < G; ++g) {
-            storen(dz + g * H + u0, dx[g], n);
-            storen(dbp + g * H + u0, loadn(dbp + g * H + u0, n) + dx[g], n);
-          }
-          if (a.reset[row]) {  // the step read h0, not the previous state
-            float* dh0_at = dh0 + static_cast<size_t>(r) * H + u0;
-            storen(dh0_at, loadn(dh0_at, n) + dhin, n);
-            dhin = vf{};
-          }
-          storen(dh_at, dhin, n);
-        }
+        const float* x = a.xs + (tb + bi) * I;
+        for (int i = 0; i < I; ++i) xt[static_cast<size_t>(i) * KB + kb + r] = x[i];
+        min_row_gradients(a, s, bi, dz, dbp, dh + static_cast<size_t>(r) * H,
+                          dh0 + static_cast<size_t>(r) * H);
       }
       // This step's rows of dX = dZ W_x^T.
       for (int r0 = 0; r0 < rows_own; r0 += MR) {
