@@ -692,7 +692,15 @@ struct MinBackwardArgs {
   float *dxs, *dw_x, *db, *dh0;
 };
 
-// Stores rows [0, rows) of a register tile (panels [p, p + ng) of N columns) at c, row stride ldc.
+// Rows [0, rows) of a register tile (panels [p, p + ng) of N columns) at c, row stride ldc.
+inline void load_tile(const float* c, int64_t ldc, int N, int rows, int p, int ng,
+                      vf (&acc)[MR][MAX_NG]) {
+  for (int r = 0; r < rows; ++r)
+    for (int g = 0; g < ng; ++g) {
+      const int n = (p + g) * VL;
+      acc[r][g] = loadn(c + r * ldc + n, std::min(VL, N - n));
+    }
+}
 inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
                        const vf (&acc)[MR][MAX_NG]) {
   for (int r = 0; r < rows; ++r)
@@ -824,11 +832,7 @@ void min_backward(const MinBackwardArgs& a) {
         for (int p = 0; p < k_panels; p += MAX_NG) {
           const int ng = std::min(MAX_NG, k_panels - p);
           vf acc[MR][MAX_NG];
-          for (int r = 0; r < nrows; ++r)
-            for (int g = 0; g < ng; ++g) {
-              const int c = (p + g) * VL;
-              acc[r][g] = loadn(dw + static_cast<size_t>(i0 + r) * K + c, std::min(VL, K - c));
-            }
+          load_tile(dw + static_cast<size_t>(i0) * K, K, K, nrows, p, ng, acc);
           matmul_rows(ng, nrows, rows, kb, zb + p * VL, acc, true, K);
           store_tile(dw + static_cast<size_t>(i0) * K, K, K, nrows, p, ng, acc);
         }
