@@ -13,6 +13,9 @@ Sections:
   3. compile time of a 2-layer BiLSTM training step at T = 32 ... 8192;
   4. peak memory of an LSTM training step at T = 8192 with and without remat (XLA's buffer
      assignment: arguments + outputs + temporaries of the compiled step).
+Writes ``bench.md`` (tables), ``bench.json`` (every round's time, versions, machine) and, with
+matplotlib, ``bench.png`` (each measurement against its goal line) to
+``experiments/results/bench/``.
 
 Run:
   make bench                                          # everything, 4-8 minutes on 2 cores
@@ -208,8 +211,8 @@ def contenders(kind: str, shape) -> tuple[dict[str, Step], list[str]]:
 # ----------------------------------------------------------------------------- measuring
 
 
-def time_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, float]:
-    """Median ms per contender; every round runs each contender once, in turn."""
+def sample_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, list[float]]:
+    """ms of every round per contender; every round runs each contender once, in turn."""
     for fn in fns.values():  # compile and warm up
         fn()
         fn()
@@ -219,7 +222,16 @@ def time_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, float]:
             start = time.perf_counter()
             fn()
             samples[name].append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def time_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, float]:
+    """Median ms per contender over ``rounds`` interleaved rounds."""
+    return medians(sample_interleaved(fns, rounds))
 
 
 def matmul_peak_gflops(size: int = 2048, rounds: int = 10) -> float:
@@ -324,6 +336,117 @@ def step_table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
+# The issue's goals as lines on the plot: (contender, ratio) means "seqjax/auto <= ratio x that
+# contender's time"; the min cells' goal is 5x faster than seqjax's own LSTM.
+STEP_GOALS = {"lstm": (("torch.nn", 1.0), ("flax.nnx.RNN", 0.8)),
+              "gru": (("torch.nn", 0.8), ("flax.nnx.RNN", 0.8))}
+MIN_SPEEDUP_GOAL = 5.0
+COMPILE_GOAL_S = 1.5
+REMAT_MEMORY_GOAL = 0.5
+
+
+def _bar_colour(contender: str) -> str:
+    if contender == "seqjax/auto":
+        return "tab:blue"
+    return "lightsteelblue" if contender.startswith("seqjax/") else "0.6"
+
+
+def plot_report(report: dict, path: pathlib.Path | None = None):
+    """The report's measurements against the goals, one panel per measurement (matplotlib).
+
+    Training steps: one panel per cell and shape, a bar per contender (median ms; whiskers from
+    the fastest to the slowest round), ``seqjax/auto`` highlighted, each goal a dashed line at its
+    ratio times the other contender's median (auto's bar must end left of it). Then minGRU /
+    minLSTM against the LSTM (the 5x line), compile time against T (the 1.5 s line) and peak
+    memory with and without remat (the 0.5x line). Sections missing from the report are left out.
+
+    Returns:
+        The ``matplotlib.figure.Figure``; written as PNG to ``path`` when given.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = report.get("training_step", [])
+    cells = list(dict.fromkeys(row["cell"] for row in steps))
+    shapes = list(dict.fromkeys(row["shape_name"] for row in steps))
+    extras = [key for key in ("min_cells", "compile_seconds", "peak_memory_mib_T8192")
+              if key in report]
+    columns = max(len(shapes), len(extras), 1)
+    grid_rows = len(cells) + (1 if extras else 0)
+    if grid_rows == 0:
+        raise ValueError("report: nothing to plot (no training_step, min_cells, compile_seconds "
+                         "or peak_memory_mib_T8192 section)")
+    fig = Figure(figsize=(4.2 * columns, 3.6 * grid_rows))
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(grid_rows, columns)
+
+    for row in steps:
+        ax = fig.add_subplot(grid[cells.index(row["cell"]), shapes.index(row["shape_name"])])
+        names = list(row["ms"])
+        ms = [row["ms"][n] for n in names]
+        rounds = row.get("rounds_ms", {})
+        low = [ms[i] - min(rounds.get(n, [ms[i]])) for i, n in enumerate(names)]
+        high = [max(rounds.get(n, [ms[i]])) - ms[i] for i, n in enumerate(names)]
+        ax.barh(names, ms, xerr=[low, high], capsize=2, color=[_bar_colour(n) for n in names])
+        ax.invert_yaxis()
+        for (other, ratio), style in zip(STEP_GOALS.get(row["cell"], ()), ("--", ":")):
+            if other in row["ms"]:
+                ax.axvline(ratio * row["ms"][other], color="tab:red", linestyle=style,
+                           label=f"goal: {ratio:g}x {other}")
+        ax.set_title(f"{row['cell'].upper()} {row['shape_name']} {tuple(row['shape'])}",
+                     fontsize=9)
+        ax.set_xlabel("training step, ms")
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best", framealpha=0.9)
+
+    for column, key in enumerate(extras):
+        ax = fig.add_subplot(grid[grid_rows - 1, column])
+        if key == "min_cells":
+            names, ms = list(report[key]), list(report[key].values())
+            lstm_ms = report[key]["lstm (auto)"]
+            ax.barh(names, ms, color="tab:blue")
+            ax.invert_yaxis()
+            ax.axvline(lstm_ms / MIN_SPEEDUP_GOAL, color="tab:red", linestyle="--",
+                       label=f"goal: {MIN_SPEEDUP_GOAL:g}x faster than the LSTM")
+            ax.set_xlabel("training step at S1, ms")
+            ax.set_title("minGRU / minLSTM vs LSTM", fontsize=9)
+        elif key == "compile_seconds":
+            lengths = [int(t) for t in report[key]]
+            ax.plot(lengths, list(report[key].values()), "o-", color="tab:blue")
+            ax.axhline(COMPILE_GOAL_S, color="tab:red", linestyle="--",
+                       label=f"goal: <= {COMPILE_GOAL_S:g} s")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(lengths, [str(t) for t in lengths])
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("sequence length T")
+            ax.set_ylabel("seconds")
+            ax.set_title("compile time, 2-layer BiLSTM step", fontsize=9)
+        else:
+            memory = report[key]
+            backends = list(dict.fromkeys(k.split(",")[0] for k in memory))
+            plain = [memory[f"{b}, remat=False"] for b in backends]
+            remat = [memory[f"{b}, remat=True"] for b in backends]
+            ys = range(len(backends))
+            ax.barh([y - 0.2 for y in ys], plain, height=0.4, color="0.65", label="remat=False")
+            ax.barh([y + 0.2 for y in ys], remat, height=0.4, color="tab:blue", label="remat=True")
+            ax.set_yticks(list(ys), backends)
+            ax.invert_yaxis()
+            ax.axvline(REMAT_MEMORY_GOAL * memory["auto, remat=False"], color="tab:red",
+                       linestyle="--", label=f"goal for auto: {REMAT_MEMORY_GOAL:g}x remat=False")
+            ax.set_xlabel("peak memory at T = 8192, MiB")
+            ax.set_title("remat", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="best", framealpha=0.9)
+
+    fig.suptitle(f"seqjax `make bench` ({report.get('machine', {}).get('cpu_count', '?')} cores, "
+                 f"{report.get('rounds', '?')} interleaved rounds)", fontsize=11)
+    fig.tight_layout()
+    if path is not None:
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=90)
+    return fig
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", nargs="+", default=sorted(SHAPES), choices=sorted(SHAPES))
@@ -350,9 +473,11 @@ def main() -> None:
                 shape = SHAPES[shape_name]
                 print(f"[bench] {kind} {shape_name} {shape}: compiling and timing ...", flush=True)
                 fns, missing = contenders(kind, shape)
-                ms = time_interleaved(fns, args.rounds)
+                samples = sample_interleaved(fns, args.rounds)
+                ms = medians(samples)
                 rows.append({"cell": kind, "shape_name": shape_name, "shape": shape, "ms": ms,
-                             "gflop": train_step_gflop(kind, shape), "not_installed": missing})
+                             "rounds_ms": samples, "gflop": train_step_gflop(kind, shape),
+                             "not_installed": missing})
                 for name, value in ms.items():
                     print(f"  {name:18s} {value:8.1f} ms", flush=True)
         report["training_step"] = rows
@@ -402,7 +527,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.md").write_text(text)
     (args.out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {args.out / 'bench.md'} and bench.json")
+    try:
+        plot_report(report, args.out / "bench.png")
+        print(f"wrote {args.out / 'bench.md'}, bench.json and bench.png")
+    except ImportError:
+        print(f"wrote {args.out / 'bench.md'} and bench.json (no matplotlib: no bench.png)")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def test_auto_uses_parallel_for_min_cells_on_gpu_only():
 
 
 @pytest.mark.parametrize("kind", ["min_gru", "min_lstm"])
-def test_sequential_bfloat16_gradients_close_to_reference(kind):
+def test_sequential_bfloat16_gradients_close_to_float32_truth(kind):
     cell, params, xs, carry0, mask, resets = make(kind, time=2 * sequential.BLOCK[kind] + 3)
     xs16 = xs.astype(jnp.bfloat16)
 
@@ -157,12 +157,26 @@ def test_sequential_bfloat16_gradients_close_to_reference(kind):
 
         return jax.grad(loss, argnums=(0, 1, 2))(params, xs16, carry0.h)
 
-    got, want = grads(sequential.run), grads(reference.run)
-    chex.assert_trees_all_equal_dtypes(got, want)
-    # bfloat16 inputs and projection round at ~0.4%; gradients accumulate in float32.
-    chex.assert_trees_all_close(jax.tree.map(lambda g: g.astype(jnp.float32), got),
-                                jax.tree.map(lambda g: g.astype(jnp.float32), want),
-                                rtol=3e-2, atol=3e-2)
+    got, oracle = grads(sequential.run), grads(reference.run)
+    chex.assert_trees_all_equal_dtypes(got, oracle)
+
+    # Both bfloat16 runs against the float32 truth on the same (bfloat16-rounded) inputs, not
+    # against each other: where a bfloat16 computation rounds is the compiler's choice (on a GPU
+    # the two differed by 4.5 ulps in one element of d xs), and element-wise tolerances fail
+    # where a gradient is a sum that cancels. Measured here, relative error (norm) per leaf:
+    # reference up to 1.1e-2 (minGRU d xs), sequential up to 3.3e-3; one bfloat16 rounding is
+    # 2**-9 = 2e-3, so 2e-2 allows ~10 roundings.
+    def loss32(params, xs, h0):
+        carry, ys = reference.run(cell, params, xs, mask, resets, sj.cells.RNNCarry(h0),
+                                  reverse=False, unroll=1, remat=False)
+        return jnp.sum(ys**2) + jnp.sum(carry.h)
+
+    truth = jax.grad(loss32, argnums=(0, 1, 2))(params, xs16.astype(jnp.float32), carry0.h)
+    for name, approx in (("reference", oracle), ("sequential", got)):
+        errors = jax.tree.map(
+            lambda a, t: float(jnp.linalg.norm(a.astype(jnp.float32) - t) / jnp.linalg.norm(t)),
+            approx, truth)
+        assert max(jax.tree.leaves(errors)) < 2e-2, (name, errors)
 
 
 @pytest.mark.parametrize("later", [False, True])

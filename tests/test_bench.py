@@ -1,0 +1,69 @@
+"""`make bench`'s plot puts each goal where the issue puts it (no timing here: tests never do)."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+from matplotlib.container import ErrorbarContainer  # noqa: E402
+
+_PATH = pathlib.Path(__file__).parent.parent / "experiments" / "bench.py"
+_SPEC = importlib.util.spec_from_file_location("bench", _PATH)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+
+def _report():
+    def row(cell, shape_name, ms):
+        return {"cell": cell, "shape_name": shape_name, "shape": bench.SHAPES[shape_name],
+                "ms": ms, "rounds_ms": {n: [0.9 * v, v, 1.2 * v] for n, v in ms.items()}}
+
+    return {
+        "machine": {"cpu_count": 2}, "rounds": 3,
+        "training_step": [
+            row("lstm", "S1", {"seqjax/auto": 100.0, "flax.nnx.RNN": 200.0, "torch.nn": 150.0}),
+            row("gru", "S1", {"seqjax/auto": 90.0, "flax.nnx.RNN": 120.0, "torch.nn": 110.0}),
+        ],
+        "min_cells": {"lstm (auto)": 100.0, "min_gru (auto)": 30.0, "min_lstm (auto)": 40.0},
+        "compile_seconds": {"32": 0.2, "256": 0.2},
+        "peak_memory_mib_T8192": {"auto, remat=False": 1000.0, "auto, remat=True": 300.0},
+    }
+
+
+def _goal_lines(ax):
+    return sorted(line.get_xdata()[0] for line in ax.get_lines()
+                  if line.get_label().startswith("goal"))
+
+
+def test_goal_lines_sit_at_the_goal_ratios(tmp_path):
+    path = tmp_path / "out" / "bench.png"
+    fig = bench.plot_report(_report(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    by_title = {ax.get_title().split(" (")[0]: ax for ax in fig.axes}
+    # LSTM: <= 1.0x torch (150 ms), <= 0.8x flax (200 ms); GRU: 0.8x torch (110), 0.8x flax (120).
+    np.testing.assert_allclose(_goal_lines(by_title["LSTM S1"]), [150.0, 160.0])
+    np.testing.assert_allclose(_goal_lines(by_title["GRU S1"]), [88.0, 96.0])
+    np.testing.assert_allclose(_goal_lines(by_title["minGRU / minLSTM vs LSTM"]), [20.0])
+    np.testing.assert_allclose(_goal_lines(by_title["remat"]), [500.0])
+    compile_ax = by_title["compile time, 2-layer BiLSTM step"]
+    goal = [line for line in compile_ax.get_lines() if line.get_label().startswith("goal")]
+    assert [line.get_ydata()[0] for line in goal] == [1.5]
+
+
+def test_whiskers_span_the_fastest_and_slowest_round():
+    fig = bench.plot_report({"training_step": _report()["training_step"][:1]})
+    (ax,) = fig.axes
+    bars = {label.get_text(): patch.get_width()
+            for label, patch in zip(ax.get_yticklabels(), ax.patches)}
+    assert bars == {"seqjax/auto": 100.0, "flax.nnx.RNN": 200.0, "torch.nn": 150.0}
+    (errorbar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 0] for s in segments],
+                               [[90.0, 120.0], [180.0, 240.0], [135.0, 180.0]])
+
+
+def test_an_empty_report_is_refused():
+    with pytest.raises(ValueError, match="report: nothing to plot"):
+        bench.plot_report({"machine": {}})
