@@ -351,6 +351,14 @@ def _bar_colour(contender: str) -> str:
     return "lightsteelblue" if contender.startswith("seqjax/") else "0.6"
 
 
+def _whiskers(names, medians_ms, rounds_ms) -> list[list[float]]:
+    """Error-bar lengths from each median down to the fastest round and up to the slowest (zero
+    where the report has no rounds, as in runs before rounds were kept)."""
+    low = [m - min(rounds_ms.get(n, [m])) for n, m in zip(names, medians_ms)]
+    high = [max(rounds_ms.get(n, [m])) - m for n, m in zip(names, medians_ms)]
+    return [low, high]
+
+
 def plot_report(report: dict, path: pathlib.Path | None = None):
     """The report's measurements against the goals, one panel per measurement (matplotlib).
 
@@ -384,10 +392,8 @@ def plot_report(report: dict, path: pathlib.Path | None = None):
         ax = fig.add_subplot(grid[cells.index(row["cell"]), shapes.index(row["shape_name"])])
         names = list(row["ms"])
         ms = [row["ms"][n] for n in names]
-        rounds = row.get("rounds_ms", {})
-        low = [ms[i] - min(rounds.get(n, [ms[i]])) for i, n in enumerate(names)]
-        high = [max(rounds.get(n, [ms[i]])) - ms[i] for i, n in enumerate(names)]
-        ax.barh(names, ms, xerr=[low, high], capsize=2, color=[_bar_colour(n) for n in names])
+        ax.barh(names, ms, xerr=_whiskers(names, ms, row.get("rounds_ms", {})), capsize=2,
+                color=[_bar_colour(n) for n in names])
         ax.invert_yaxis()
         for (other, ratio), style in zip(STEP_GOALS.get(row["cell"], ()), ("--", ":")):
             if other in row["ms"]:
@@ -404,7 +410,8 @@ def plot_report(report: dict, path: pathlib.Path | None = None):
         if key == "min_cells":
             names, ms = list(report[key]), list(report[key].values())
             lstm_ms = report[key]["lstm (auto)"]
-            ax.barh(names, ms, color="tab:blue")
+            ax.barh(names, ms, xerr=_whiskers(names, ms, report.get("min_cells_rounds_ms", {})),
+                    capsize=2, color="tab:blue")
             ax.invert_yaxis()
             ax.axvline(lstm_ms / MIN_SPEEDUP_GOAL, color="tab:red", linestyle="--",
                        label=f"goal: {MIN_SPEEDUP_GOAL:g}x faster than the LSTM")
@@ -488,8 +495,10 @@ def main() -> None:
         print("[bench] minGRU/minLSTM vs LSTM at S1 ...", flush=True)
         fns = {f"{kind} (auto)": seqjax_step(kind, shape, "auto")
                for kind in ("lstm", "min_gru", "min_lstm")}
-        ms = time_interleaved(fns, args.rounds)
+        samples = sample_interleaved(fns, args.rounds)
+        ms = medians(samples)
         report["min_cells"] = ms
+        report["min_cells_rounds_ms"] = samples
         lstm_ms = ms["lstm (auto)"]
         sections.append("## minGRU / minLSTM vs LSTM, S1 (64, 128, 128, 256)\n\n"
                         "| cell | ms | speed-up over LSTM |\n|---|---|---|\n" + "\n".join(

@@ -27,6 +27,8 @@ def _report():
             row("gru", "S1", {"seqjax/auto": 90.0, "flax.nnx.RNN": 120.0, "torch.nn": 110.0}),
         ],
         "min_cells": {"lstm (auto)": 100.0, "min_gru (auto)": 30.0, "min_lstm (auto)": 40.0},
+        "min_cells_rounds_ms": {"lstm (auto)": [100.0], "min_gru (auto)": [25.0, 30.0, 31.0],
+                                "min_lstm (auto)": [40.0]},
         "compile_seconds": {"32": 0.2, "256": 0.2},
         "peak_memory_mib_T8192": {"auto, remat=False": 1000.0, "auto, remat=True": 300.0},
     }
@@ -62,6 +64,16 @@ def test_whiskers_span_the_fastest_and_slowest_round():
     segments = errorbar.lines[2][0].get_segments()
     np.testing.assert_allclose([s[:, 0] for s in segments],
                                [[90.0, 120.0], [180.0, 240.0], [135.0, 180.0]])
+
+
+def test_min_cells_whiskers_and_runs_without_rounds():
+    report = _report()
+    fig = bench.plot_report({k: report[k] for k in ("min_cells", "min_cells_rounds_ms")})
+    (ax,) = fig.axes
+    (errorbar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    np.testing.assert_allclose([s[:, 0] for s in errorbar.lines[2][0].get_segments()],
+                               [[100.0, 100.0], [25.0, 31.0], [40.0, 40.0]])
+    bench.plot_report({"min_cells": report["min_cells"]})  # a report from before rounds were kept
 
 
 def test_an_empty_report_is_refused():
