@@ -229,11 +229,6 @@ def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def time_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, float]:
-    """Median ms per contender over ``rounds`` interleaved rounds."""
-    return medians(sample_interleaved(fns, rounds))
-
-
 def matmul_peak_gflops(size: int = 2048, rounds: int = 10) -> float:
     """The machine's float32 large-matmul throughput, measured now (best of ``rounds``)."""
     a = jax.random.normal(jax.random.key(0), (size, size))
