@@ -97,6 +97,18 @@ def test_min_cells_weight_gradient_blocks_are_accurate(monkeypatch, name, thread
 
 
 @needs_native
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("recompute", [True, False])
+def test_min_cells_recomputed_and_saved_pre_activations_are_accurate(monkeypatch, name,
+                                                                     recompute):
+    # Up to an input size the backward recomputes the leading gates' x W + b from x, above it
+    # the forward saves them; the threshold moved to either side of this input size gives both.
+    monkeypatch.setattr(native, "_MIN_RECOMPUTE_MAX_INPUT", 1000 if recompute else 0)
+    cell, params, xs, carry0, mask, resets = make(name, batch=5, time=9, inp=21, hidden=37)
+    assert_as_accurate_as_reference(cell, params, xs, carry0, mask=mask, resets=resets)
+
+
+@needs_native
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_saturated_gates_stay_finite_and_accurate(name):
     # Pre-activations in the hundreds: sigmoid and tanh saturate, exp would overflow. The loss

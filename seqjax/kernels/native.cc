@@ -281,6 +281,17 @@ void pack_transposed(const float* w, int64_t ld, int N, int K, int p, int ng, fl
       }
 }
 
+// Packs columns [p*VL, (p + ng)*VL) of w [K, N] (row stride ld) as [K][ng][VL] (zero-padded
+// past N): the B operand of a product with w's columns, e.g. x W_x[:, :H].
+void pack_columns(const float* w, int64_t ld, int N, int K, int p, int ng, float* out) {
+  for (int k = 0; k < K; ++k)
+    for (int q = 0; q < ng; ++q)
+      for (int l = 0; l < VL; ++l) {
+        int u = (p + q) * VL + l;
+        out[(k * ng + q) * VL + l] = u < N ? w[k * ld + u] : 0.0f;
+      }
+}
+
 // Maps this thread's share of an output's fresh pages in one call. Outputs live in XLA's
 // per-call temporaries, often fresh memory; when threads first write a page that spans rows
 // written by several of them, each takes the page fault (measured: twice the faults, and at
@@ -591,13 +602,15 @@ void backward(const BackwardArgs& a) {
 // with z, f, i sigmoids and g(v) = v + 0.5 for v >= 0, else sigmoid(v). The forward returns the
 // state after every step (a masked step keeps the previous one), which is the output where no
 // step is masked and, one step back, the state each step read: with the pre-activations
-// x W + b, all the backward needs. The backward (threads own batch rows there) returns the
-// input, weight and bias gradients itself; see min_backward.
+// x W + b, all the backward needs. It saves the pre-activations of the last S gates only (the
+// caller chooses S by the shape of xw); the backward recomputes the first G - S from x. The
+// backward (threads own batch rows there) returns the input, weight and bias gradients itself;
+// see min_backward.
 
 struct MinForwardArgs {
   Dims d;
   bool reverse;
-  int threads, G;  // G = 2 (minGRU) or 3 (minLSTM)
+  int threads, G, S;  // G = 2 (minGRU) or 3 (minLSTM); S: gates saved, the last S of the G
   const float *xs, *w_x, *b, *h0;
   const bool *mask, *reset;
   float *hs, *xw;
@@ -629,13 +642,13 @@ inline const float* min_state_in(const Args& a, int s, int bi, bool after_reset)
 
 void min_forward(const MinForwardArgs& a) {
   const Dims d = a.d;
-  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G;
+  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, S = a.S;
   Panels panels = make_panels(H, a.threads);
 
   parallel(panels.threads, [&](int j) {
     const size_t TBH = static_cast<size_t>(T) * B * H;
     populate(a.hs, TBH, j, panels.threads);
-    populate(a.xw, TBH * G, j, panels.threads);
+    populate(a.xw, TBH * S, j, panels.threads);
     const int p0 = panels.begin(j), p1 = panels.end(j);
     float* wx = scratch(0, static_cast<size_t>(p1 - p0) * I * G * VL);
     for (int p = p0; p < p1; ++p)
@@ -659,10 +672,10 @@ void min_forward(const MinForwardArgs& a) {
             const bool valid = a.mask[row];
             // A masked step keeps the state before it, even where it would have reset.
             const vf hin = loadn(min_state_in(a, s, bi, valid) + u0, n);
-            float* xw = a.xw + row * G * H + u0;
+            float* xw = a.xw + row * S * H + u0;
             for (int g = 0; g < G; ++g) {
               acc[r][g] += bias[g];
-              storen(xw + g * H, acc[r][g], n);
+              if (g >= G - S) storen(xw + (g - (G - S)) * H, acc[r][g], n);
             }
             vf h = hin;
             if (valid) {
@@ -686,8 +699,8 @@ void min_forward(const MinForwardArgs& a) {
 struct MinBackwardArgs {
   Dims d;
   bool reverse;
-  int threads, G;
-  const float *xs, *w_x, *xw, *hs, *h0, *dhs;
+  int threads, G, S;  // as in MinForwardArgs
+  const float *xs, *w_x, *b, *xw, *hs, *h0, *dhs;
   const bool *mask, *reset;
   float *dxs, *dw_x, *db, *dh0;
 };
@@ -711,13 +724,16 @@ inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
 }
 
 // One step of batch row bi (processing step s): the gradients w.r.t. its pre-activations,
-// every unit, into dz (a row of d(x W + b)), added to db. dh holds d h_t on entry and d h_{t-1}
-// on return; what reaches h0 through a reset is added to dh0 instead.
-inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, float* dz, float* db,
-                              float* dh, float* dh0) {
-  const int H = a.d.H, G = a.G;
+// every unit, into dz (a row of d(x W + b)), added to db. `recomputed` holds the row's first
+// G - S pre-activations (the rest are saved in xw). dh holds d h_t on entry and d h_{t-1} on
+// return; what reaches h0 through a reset is added to dh0 instead.
+inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, const float* recomputed,
+                              float* dz, float* db, float* dh, float* dh0) {
+  const int H = a.d.H, G = a.G, R = a.G - a.S;
   const size_t row = static_cast<size_t>(step_at(s, a.d.T, a.reverse)) * a.d.B + bi;
-  const float* xw = a.xw + row * G * H;
+  const float* pre[3];  // each gate's pre-activations
+  for (int g = 0; g < G; ++g)
+    pre[g] = g < R ? recomputed + g * H : a.xw + row * a.S * H + (g - R) * H;
   const bool valid = a.mask[row];
   if (!valid) std::fill(dz, dz + G * H, 0.0f);  // the step passed the state through
   const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
@@ -729,19 +745,19 @@ inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, float* dz
       continue;
     }
     const vf hin = loadn(h_in + u0, n);
-    const vf v = loadn(xw + (G - 1) * H + u0, n);
+    const vf v = loadn(pre[G - 1] + u0, n);
     const vf sv = vsigmoid(v);
     const vf gv = v >= 0.0f ? v + 0.5f : sv;
     const vf dgv = v >= 0.0f ? splat(1.0f) : sv * (1.0f - sv);
     vf dx[3], dhin;
     if (G == 2) {
-      const vf z = vsigmoid(loadn(xw + u0, n));
+      const vf z = vsigmoid(loadn(pre[0] + u0, n));
       dx[0] = dh_t * (gv - hin) * z * (1.0f - z);
       dx[1] = dh_t * z * dgv;
       dhin = dh_t * (1.0f - z);
     } else {
       // h = f' h_in + i' g(v), f' = sigmoid(L), L = log sigmoid(k_f) - log sigmoid(k_i).
-      const vf k_f = loadn(xw + u0, n), k_i = loadn(xw + H + u0, n);
+      const vf k_f = loadn(pre[0] + u0, n), k_i = loadn(pre[1] + u0, n);
       vf f_norm, i_norm;
       min_lstm_gates(k_f, k_i, f_norm, i_norm);
       const vf d_log_ratio = dh_t * (hin - gv) * f_norm * i_norm;
@@ -769,9 +785,10 @@ inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, float* dz
 // input and weight gradients need no separate passes over it.
 void min_backward(const MinBackwardArgs& a) {
   const Dims d = a.d;
-  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, K = G * H;
+  const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, K = G * H, RH = (G - a.S) * H;
   const int threads = std::min(a.threads, B);
   const int in_panels = (I + VL - 1) / VL, k_panels = (K + VL - 1) / VL;
+  const int r_panels = (RH + VL - 1) / VL;  // the recomputed pre-activations' columns
   if (threads < 1) {  // no rows
     std::fill(a.dw_x, a.dw_x + static_cast<size_t>(I) * K, 0.0f);
     std::fill(a.db, a.db + K, 0.0f);
@@ -787,29 +804,51 @@ void min_backward(const MinBackwardArgs& a) {
     const int steps_per_block = std::max(1, 128 / rows_own), KB = steps_per_block * rows_own;
     const size_t own_h = static_cast<size_t>(rows_own) * H;
     // One scratch allocation: packed W_x^T, the dZ block (+VL: a ragged last panel's load reads
-    // past its row), X^T of the block, this thread's dW_x and db, dh and dh0 of own rows.
+    // past its row), X^T of the block, this thread's dW_x and db, dh and dh0 of own rows, the
+    // packed columns of W_x whose pre-activations are recomputed, and a step's own rows of them.
     const size_t n_wt = static_cast<size_t>(in_panels) * VL * K, n_zb = static_cast<size_t>(KB) * K + VL;
     const size_t n_xt = static_cast<size_t>(I) * KB, n_dw = static_cast<size_t>(I) * K;
-    float* wt = scratch(0, n_wt + n_zb + n_xt + n_dw + K + 2 * own_h);
+    const size_t n_wr = static_cast<size_t>(r_panels) * VL * I;
+    float* wt = scratch(0, n_wt + n_zb + n_xt + n_dw + K + 2 * own_h + n_wr + static_cast<size_t>(rows_own) * RH);
     float *zb = wt + n_wt, *xt = zb + n_zb, *dw = xt + n_xt, *dbp = dw + n_dw;
-    float *dh = dbp + K, *dh0 = dh + own_h;
+    float *dh = dbp + K, *dh0 = dh + own_h, *wr = dh0 + own_h, *pre = wr + n_wr;
     std::fill(dw, dw + n_dw + K + 2 * own_h, 0.0f);
     dw_parts[j] = dw;
     db_parts[j] = dbp;
     for (int p = 0; p < in_panels; p += MAX_NG)
       pack_transposed(a.w_x, K, I, K, p, std::min(MAX_NG, in_panels - p),
                       wt + static_cast<size_t>(p) * K * VL);
+    for (int p = 0; p < r_panels; p += MAX_NG)
+      pack_columns(a.w_x, K, RH, I, p, std::min(MAX_NG, r_panels - p),
+                   wr + static_cast<size_t>(p) * I * VL);
     const float* rows[MR];
     int kb = 0;  // rows of the block filled
     for (int s = T - 1; s >= 0; --s) {
       const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
+      // The own rows' recomputed pre-activations x W_x[:, :RH] + b[:RH], as the forward made them.
+      for (int r0 = 0; r0 < rows_own; r0 += MR) {
+        const int nrows = std::min(MR, rows_own - r0);
+        for (int r = 0; r < MR; ++r)
+          rows[r] = a.xs + (tb + b0 + r0 + std::min(r, nrows - 1)) * I;
+        for (int p = 0; p < r_panels; p += MAX_NG) {
+          const int ng = std::min(MAX_NG, r_panels - p);
+          vf acc[MR][MAX_NG];
+          matmul_rows(ng, nrows, rows, I, wr + static_cast<size_t>(p) * I * VL, acc);
+          for (int g = 0; g < ng; ++g) {
+            const int n = (p + g) * VL;
+            const vf bias = loadn(a.b + n, std::min(VL, RH - n));
+            for (int r = 0; r < nrows; ++r) acc[r][g] += bias;
+          }
+          store_tile(pre + static_cast<size_t>(r0) * RH, RH, RH, nrows, p, ng, acc);
+        }
+      }
       for (int r = 0; r < rows_own; ++r) {
         const int bi = b0 + r;
         float* dz = zb + static_cast<size_t>(kb + r) * K;
         const float* x = a.xs + (tb + bi) * I;
         for (int i = 0; i < I; ++i) xt[static_cast<size_t>(i) * KB + kb + r] = x[i];
-        min_row_gradients(a, s, bi, dz, dbp, dh + static_cast<size_t>(r) * H,
-                          dh0 + static_cast<size_t>(r) * H);
+        min_row_gradients(a, s, bi, pre + static_cast<size_t>(r) * RH, dz, dbp,
+                          dh + static_cast<size_t>(r) * H, dh0 + static_cast<size_t>(r) * H);
       }
       // This step's rows of dX = dZ W_x^T.
       for (int r0 = 0; r0 < rows_own; r0 += MR) {
@@ -937,36 +976,45 @@ ffi::Error GruBackwardImpl(int32_t reverse, int32_t threads, F32 w_h, F32 acts, 
   return ffi::Error::Success();
 }
 
+// G from w_x [I, G*H], and S (the gates whose pre-activations are saved) from xw [T, B, S*H].
+ffi::Error min_gates(const F32& w_x, const F32& xw, int H, int& G, int& S) {
+  G = static_cast<int>(w_x.dimensions()[1]) / H;
+  S = static_cast<int>(xw.dimensions()[2]) / H;
+  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("w_x must have 2H or 3H columns");
+  if (S < 1 || S > G) return ffi::Error::InvalidArgument("xw must have H to G*H columns");
+  return ffi::Error::Success();
+}
+
 ffi::Error MinForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 b, F32 h0,
                           Pred mask, Pred reset, Out hs, Out xw) {
   if (auto e = check_threads(threads); !e.success()) return e;
   auto x = xs.dimensions();
   const int H = static_cast<int>(h0.dimensions()[1]);
-  const int G = static_cast<int>(w_x.dimensions()[1]) / H;
-  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("w_x must have 2H or 3H columns");
+  int G, S;
+  if (auto e = min_gates(w_x, *xw, H, G, S); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   MinForwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
-                   reverse != 0, threads, G, xs.typed_data(), w_x.typed_data(), b.typed_data(),
+                   reverse != 0, threads, G, S, xs.typed_data(), w_x.typed_data(), b.typed_data(),
                    h0.typed_data(), mask.typed_data(), reset.typed_data(), hs->typed_data(),
                    xw->typed_data()};
   min_forward(a);
   return ffi::Error::Success();
 }
 
-ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 xw, F32 hs,
-                           F32 h0, F32 dhs, Pred mask, Pred reset, Out dxs, Out dw_x, Out db,
-                           Out dh0) {
+ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 b, F32 xw,
+                           F32 hs, F32 h0, F32 dhs, Pred mask, Pred reset, Out dxs, Out dw_x,
+                           Out db, Out dh0) {
   if (auto e = check_threads(threads); !e.success()) return e;
   auto x = xs.dimensions();
   const int H = static_cast<int>(h0.dimensions()[1]);
-  const int G = static_cast<int>(w_x.dimensions()[1]) / H;
-  if (G != 2 && G != 3) return ffi::Error::InvalidArgument("w_x must have 2H or 3H columns");
+  int G, S;
+  if (auto e = min_gates(w_x, xw, H, G, S); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
   MinBackwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
-                    reverse != 0, threads, G, xs.typed_data(), w_x.typed_data(), xw.typed_data(),
-                    hs.typed_data(), h0.typed_data(), dhs.typed_data(), mask.typed_data(),
-                    reset.typed_data(), dxs->typed_data(), dw_x->typed_data(), db->typed_data(),
-                    dh0->typed_data()};
+                    reverse != 0, threads, G, S, xs.typed_data(), w_x.typed_data(),
+                    b.typed_data(), xw.typed_data(), hs.typed_data(), h0.typed_data(),
+                    dhs.typed_data(), mask.typed_data(), reset.typed_data(), dxs->typed_data(),
+                    dw_x->typed_data(), db->typed_data(), dh0->typed_data()};
   min_backward(a);
   return ffi::Error::Success();
 }
@@ -1056,7 +1104,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinForward, MinForwardImpl,
                                   .Arg<Pred>()  // mask [T, B]
                                   .Arg<Pred>()  // reset [T, B]
                                   .Ret<F32>()  // hs [T, B, H]: the state after each step
-                                  .Ret<F32>());  // xw [T, B, G*H]: x W + b
+                                  .Ret<F32>());  // xw [T, B, S*H]: x W + b, last S gates
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
                               ffi::Ffi::Bind()
@@ -1064,7 +1112,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
                                   .Attr<int32_t>("threads")
                                   .Arg<F32>()  // xs [T, B, I]
                                   .Arg<F32>()  // w_x [I, G*H]
-                                  .Arg<F32>()  // xw [T, B, G*H]: x W + b
+                                  .Arg<F32>()  // b [G*H]
+                                  .Arg<F32>()  // xw [T, B, S*H]: x W + b, last S gates
                                   .Arg<F32>()  // hs [T, B, H]
                                   .Arg<F32>()  // h0 [B, H]
                                   .Arg<F32>()  // d hs [T, B, H]

@@ -22,8 +22,10 @@ Scheme (``native.cc``; panels of 16 hidden units, 8 without AVX-512)::
               dW_x, dW_h and dX are single big XLA matmuls afterwards. The GRU's input side
               dZx = [dr, dz, dn] is kept as dZh = [dr, dz, dn r] plus dn (1 - r).
     minGRU/   no recurrent matmul, so no barrier: each thread runs its units' recurrence on the
-    minLSTM   tiles of x_t W_x, saving the pre-activations and the state after each step (the
-              outputs, where nothing is masked). The backward returns every gradient itself:
+    minLSTM   tiles of x_t W_x, saving the state after each step (the outputs, where nothing is
+              masked) and the pre-activations x W + b; up to input size 128 only h~'s, and the
+              backward recomputes the gates' from x_t, per step for its own rows. The
+              backward returns every gradient itself:
               threads own batch rows there, and each step's rows of d(x W + b) stay in cache
               for that step's rows of dX = dZ W_x^T and, every block of ~128 rows, for
               dW_x += X^T dZ (per-thread sums, added up at the end). Training step against
@@ -31,7 +33,20 @@ Scheme (``native.cc``; panels of 16 hidden units, 8 without AVX-512)::
               31.7 ms, minLSTM 40.1 vs 51.7; S3 (B128 T32 I64 H512) 19.2 vs 34.5, 29.7 vs
               45.5; S4 (B16 T1024 I32 H64) 7.4 vs 12.8, 8.0 vs 20.9. With XLA's matmuls for dX
               and dW_x after a kernel that wrote d(x W + b) out, S1 took 35.7-36.0 / 46.8-48.7
-              ms against 32.7-33.8 / 42.1-43.9 now (alternating processes).
+              ms against 32.7-33.8 / 42.1-43.9 then (alternating processes).
+              Recomputing the leading gates' pre-activations against saving them all
+              (alternating processes, ms, minGRU / minLSTM): S1 36.6, 33.6 -> 27.1, 25.9 /
+              53.6, 44.9 -> 41.0, 38.8; S2 28.7, 28.0 -> 19.0, 19.2 / 36.5, 38.6 -> 28.1,
+              27.9; S3 25.7, 23.8 -> 17.0, 18.1 / 31.7, 32.8 -> 25.6, 26.8; S4 neutral
+              (6-12 ms either way). At S1 it takes XLA's per-call temporaries from 36 / 44 MiB
+              to 28 MiB, under glibc's 32 MiB mmap threshold, so they stop arriving as fresh
+              pages every step. With larger inputs it costs: (B32 T256 I256 H512; 2026-12-02, a
+              slower host) 134.8, 140.3
+              saving all against 150.7, 157.5 recomputing / 194.9, 208.6 against 237.9, 240.4;
+              (B64 T128 I512 H512) 175.8, 169.6 against 183.4, 203.1 / 258.6, 251.2 against
+              278.6, 309.3. Recomputing all gates (saving none) was slower than saving the
+              last one at S1 (minGRU 30.7-35.6, minLSTM 45-52 ms), and for minLSTM so was
+              saving the last two (47.9, 52.8 against 42.7, 46.9).
 
 The C++ source is compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``
 or ``g++``) for this machine (``-march=native``) and cached under ``$SEQJAX_CACHE_DIR`` (default
@@ -116,6 +131,9 @@ _TARGETS = {
     "seqjax_min_backward": "SeqjaxMinBackward",
 }
 _MIN_KINDS = ("min_gru", "min_lstm")
+# Up to this input size the min cells' backward recomputes x W + b of every gate but the last
+# from x instead of saving it; above it the forward saves all (see the module docstring).
+_MIN_RECOMPUTE_MAX_INPUT = 128
 _log = logging.getLogger("seqjax")
 
 
@@ -301,10 +319,12 @@ _native.defvjp(_native_fwd, _native_bwd)
 
 
 def _min_forward(static: _Static, params, xs, mask, resets, h0):
-    """minGRU/minLSTM: the state after each step ``hs`` and the pre-activations ``x W + b``."""
-    T, B, _ = xs.shape
-    H, G = static.spec.hidden_size, static.spec.num_gates
-    return _call("seqjax_min_forward", [(T, B, H), (T, B, G * H)],
+    """minGRU/minLSTM: the state after each step ``hs`` and the pre-activations ``x W + b`` of
+    the gates the backward does not recompute."""
+    T, B, I = xs.shape
+    H = static.spec.hidden_size
+    saved = 1 if I <= _MIN_RECOMPUTE_MAX_INPUT else static.spec.num_gates
+    return _call("seqjax_min_forward", [(T, B, H), (T, B, saved * H)],
                  _f32(xs), _f32(params.w_x), _f32(params.b), h0, mask, resets, static=static)
 
 
@@ -324,7 +344,8 @@ def _native_min_bwd(static: _Static, res, d_hs):
     T, B, I = xs.shape
     d_xs, d_w_x, db, dh0 = _call(
         "seqjax_min_backward", [(T, B, I), params.w_x.shape, params.b.shape, h0.shape],
-        _f32(xs), _f32(params.w_x), xw, hs, h0, _f32(d_hs), mask, resets, static=static,
+        _f32(xs), _f32(params.w_x), _f32(params.b), xw, hs, h0, _f32(d_hs), mask, resets,
+        static=static,
     )
     d_params = params._replace(w_x=d_w_x.astype(params.w_x.dtype), b=db.astype(params.b.dtype))
     return d_params, d_xs.astype(xs.dtype), None, None, dh0
