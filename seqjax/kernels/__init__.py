@@ -56,7 +56,9 @@ def auto_backend(spec, platform: str, remat: bool = False, batch: int | None = N
       2-core CPU, sequential / parallel / hoisted / reference ms: S1 min_gru 34 / 169 / 71 / 68,
       min_lstm 53 / 298 / 109 / 92; S4 min_gru 14 / 78 / 34 / 19, min_lstm 19 / 142 / 49 / 43;
       native / sequential, 20 interleaved rounds: S1 min_gru 31.6 / 31.7, min_lstm 40.1 / 51.7;
-      S3 min_gru 19.2 / 34.5, min_lstm 29.7 / 45.5; S4 min_gru 7.4 / 12.8, min_lstm 8.0 / 20.9.
+      S3 min_gru 19.2 / 34.5, min_lstm 29.7 / 45.5; S4 min_gru 7.4 / 12.8, min_lstm 8.0 / 20.9;
+      with native's recompute (2026-12-02, a slower host): S1 39.8 / 60.6, 57.7 / 91.5; S3
+      22.7 / 47.5, 33.8 / 63.8; S4 9.1 / 19.1, 13.9 / 30.4.
       TPU is unmeasured.
     * LSTM and GRU (``reset_after=True``) on GPU wherever the ``pallas`` kernels' default tiling
       with 16-row batch blocks (the measured one) fits the shape (``pallas.fits``: up to H256,
