@@ -305,12 +305,36 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _cpu_description() -> dict[str, object]:
+    """Model and caches from Linux's /proc and /sys (empty elsewhere), so that runs on
+    different hosts of "the same" machine can be told apart."""
+    out: dict[str, object] = {}
+    try:
+        fields = dict(line.split(":", 1) for line in
+                      pathlib.Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        out["cpu_model"] = fields.get("model name", "")
+        out["cpu_family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+    except OSError:
+        return out
+    caches = {}
+    for index in sorted(pathlib.Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
+            continue
+        caches[f"L{level} {kind}"] = size
+    out["caches_per_cpu0"] = caches
+    return out
+
+
 def machine() -> dict[str, object]:
     return {
         "platform": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        **_cpu_description(),
     }
 
 

@@ -79,3 +79,13 @@ def test_min_cells_whiskers_and_runs_without_rounds():
 def test_an_empty_report_is_refused():
     with pytest.raises(ValueError, match="report: nothing to plot"):
         bench.plot_report({"machine": {}})
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/cpuinfo").exists(), reason="reads Linux's /proc")
+def test_machine_names_the_cpu_and_its_caches():
+    described = bench.machine()
+    assert described["cpu_count"] >= 1
+    assert described["cpu_model"] and "/" in described["cpu_family_model"]
+    if pathlib.Path("/sys/devices/system/cpu/cpu0/cache").exists():
+        assert any(name.startswith("L1") for name in described["caches_per_cpu0"])
+        assert all(size for size in described["caches_per_cpu0"].values())
