@@ -270,25 +270,16 @@ void pack_gate_panel(const float* w, int K, int H, int G, int p, float* out) {
     }
 }
 
-// Packs rows [p*VL, (p + ng)*VL) of w [N, K] (row stride ld), transposed, as [K][ng][VL]
-// (zero-padded past N): the B operand of a product with w^T, e.g. dh[:, units] = dZ W_h[units, :]^T.
-void pack_transposed(const float* w, int64_t ld, int N, int K, int p, int ng, float* out) {
+// Packs units [p*VL, (p + ng)*VL) of w, element (u, k) at w[u * su + k * sk], as [K][ng][VL]
+// (zero-padded past N units): the B operand of a micro-kernel product. Rows of w [N, K]
+// transposed (su = ld, sk = 1), e.g. dh[:, units] = dZ W_h[units, :]^T; or columns of w [K, N]
+// (su = 1, sk = ld), e.g. x W_x[:, :H].
+void pack_units(const float* w, int64_t su, int64_t sk, int N, int K, int p, int ng, float* out) {
   for (int k = 0; k < K; ++k)
     for (int q = 0; q < ng; ++q)
       for (int l = 0; l < VL; ++l) {
         int u = (p + q) * VL + l;
-        out[(k * ng + q) * VL + l] = u < N ? w[u * ld + k] : 0.0f;
-      }
-}
-
-// Packs columns [p*VL, (p + ng)*VL) of w [K, N] (row stride ld) as [K][ng][VL] (zero-padded
-// past N): the B operand of a product with w's columns, e.g. x W_x[:, :H].
-void pack_columns(const float* w, int64_t ld, int N, int K, int p, int ng, float* out) {
-  for (int k = 0; k < K; ++k)
-    for (int q = 0; q < ng; ++q)
-      for (int l = 0; l < VL; ++l) {
-        int u = (p + q) * VL + l;
-        out[(k * ng + q) * VL + l] = u < N ? w[k * ld + u] : 0.0f;
+        out[(k * ng + q) * VL + l] = u < N ? w[u * su + k * sk] : 0.0f;
       }
 }
 
@@ -491,8 +482,8 @@ void backward(const BackwardArgs& a) {
     const int p0 = panels.begin(j), p1 = panels.end(j);
     float* wt = scratch(0, static_cast<size_t>(p1 - p0) * K * VL);
     for (int p = p0; p < p1; p += MAX_NG)
-      pack_transposed(a.w_h, K, H, K, p, std::min(MAX_NG, p1 - p),
-                      wt + static_cast<size_t>(p - p0) * K * VL);
+      pack_units(a.w_h, K, 1, H, K, p, std::min(MAX_NG, p1 - p),
+                 wt + static_cast<size_t>(p - p0) * K * VL);
     const float* rows[MR];
     // Bias gradients of own units: sums of the gate gradients (and, GRU, of dn * r for b_hn).
     std::vector<vf> db(static_cast<size_t>(p1 - p0) * (G + 1), vf{});
@@ -816,11 +807,11 @@ void min_backward(const MinBackwardArgs& a) {
     dw_parts[j] = dw;
     db_parts[j] = dbp;
     for (int p = 0; p < in_panels; p += MAX_NG)
-      pack_transposed(a.w_x, K, I, K, p, std::min(MAX_NG, in_panels - p),
-                      wt + static_cast<size_t>(p) * K * VL);
+      pack_units(a.w_x, K, 1, I, K, p, std::min(MAX_NG, in_panels - p),
+                 wt + static_cast<size_t>(p) * K * VL);
     for (int p = 0; p < r_panels; p += MAX_NG)
-      pack_columns(a.w_x, K, RH, I, p, std::min(MAX_NG, r_panels - p),
-                   wr + static_cast<size_t>(p) * I * VL);
+      pack_units(a.w_x, 1, K, RH, I, p, std::min(MAX_NG, r_panels - p),
+                 wr + static_cast<size_t>(p) * I * VL);
     const float* rows[MR];
     int kb = 0;  // rows of the block filled
     for (int s = T - 1; s >= 0; --s) {
