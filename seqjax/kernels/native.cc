@@ -15,6 +15,7 @@
 // minGRU and minLSTM (below) have no recurrent matmul: their backward computes dX and dW_x too.
 // Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
 
+#include <immintrin.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -84,10 +85,23 @@ inline vf vexp(vf x) {
   std::memcpy(&scale, &e, sizeof scale);
   return y * scale;
 }
-inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+// 1 / x from the hardware's approximate reciprocal (relative error < 2^-14, AVX2's 1.5 * 2^-12)
+// and one Newton step, which squares the error: a few ulps, against vdivps's ~10-cycle
+// throughput. S1 training step, ms, division -> this (alternating processes, 12 rounds each, a
+// noisy host): LSTM 223, 212, 200 -> 219, 200, 188; minGRU 56.2, 49.7, 46.3 -> 49.6, 47.5, 44.5;
+// minLSTM 77.3, 68.5, 61.1 -> 63.9, 67.2, 61.0.
+inline vf vrcp(vf x) {
+#if defined(__AVX512F__)
+  const vf r = reinterpret_cast<vf>(_mm512_rcp14_ps(reinterpret_cast<__m512>(x)));
+#else
+  const vf r = reinterpret_cast<vf>(_mm256_rcp_ps(reinterpret_cast<__m256>(x)));
+#endif
+  return r * (2.0f - x * r);
+}
+inline vf vsigmoid(vf x) { return vrcp(1.0f + vexp(-x)); }
 inline vf vtanh(vf x) {
   vf a = x < 0 ? -x : x;
-  vf big = 1.0f - 2.0f / (vexp(a + a) + 1.0f);
+  vf big = 1.0f - 2.0f * vrcp(vexp(a + a) + 1.0f);
   big = x < 0 ? -big : big;
   vf z = x * x;
   vf p = splat(-5.70498872745e-3f);
@@ -616,7 +630,7 @@ inline vf positive_g(vf v) { return v >= 0.0f ? v + 0.5f : vsigmoid(v); }
 inline void min_lstm_gates(vf a, vf b, vf& f_norm, vf& i_norm) {
   const vf m = vmax(vmax(-a, -b), vf{});
   const vf e0 = vexp(-m), ea = vexp(-a - m), eb = vexp(-b - m);
-  const vf inv = 1.0f / (e0 + e0 + ea + eb);
+  const vf inv = vrcp(e0 + e0 + ea + eb);
   f_norm = (e0 + eb) * inv;
   i_norm = (e0 + ea) * inv;
 }
