@@ -83,7 +83,16 @@ Measured on the project's 2-core CPU (AVX-512), each choice against the code bef
 * tried and dropped: accumulating dW_x, dW_h and dX per step inside the backward kernel (S1
   backward 100.7 ms against 40.7 for the scan alone plus ~48 for XLA's matmuls; S4 51.5 against
   17.8 + ~5); non-temporal stores of the saved gates and software prefetch of the next step's
-  inputs (no change); ``MADV_HUGEPAGE`` on the outputs (slower).
+  inputs (no change); ``MADV_HUGEPAGE`` on the outputs (slower; again 2026-12-03: LSTM S1
+  step 179.5 -> 182.6 ms, minGRU 40.6 -> 42.3, though the LSTM's faults fell 16390 -> 6419).
+* sigmoid's and tanh's divisions as the hardware reciprocal plus one Newton step: S1 training
+  step, ms, alternating processes, LSTM 223, 212, 200 -> 219, 200, 188; minGRU 56.2, 49.7, 46.3
+  -> 49.6, 47.5, 44.5; minLSTM 77.3, 68.5, 61.1 -> 63.9, 67.2, 61.0.
+* tried and dropped for minGRU/minLSTM (2026-12-03; experiments/results/bench/README.md has
+  the numbers): batch-major kernels, so that XLA's transposes around them cancel against
+  ``rnn()``'s (the kernels 13-67% slower: rows ``T * I`` apart alias in the caches); the
+  backward's products reordered so that each packed operand stays in L1 (no change: the
+  micro-kernel runs at ~75 GFLOP/s per core there, near XLA's large-matmul rate).
 
 Training step (``make bench``; ms, median of 10 interleaved rounds; two runs of the same code,
 2026-11-23; ``native`` is what ``auto`` runs, the column is ``auto``'s row)::
