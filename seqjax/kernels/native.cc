@@ -87,9 +87,7 @@ inline vf vexp(vf x) {
 }
 // 1 / x from the hardware's approximate reciprocal (relative error < 2^-14, AVX2's 1.5 * 2^-12)
 // and one Newton step, which squares the error: a few ulps, against vdivps's ~10-cycle
-// throughput. S1 training step, ms, division -> this (alternating processes, 12 rounds each, a
-// noisy host): LSTM 223, 212, 200 -> 219, 200, 188; minGRU 56.2, 49.7, 46.3 -> 49.6, 47.5, 44.5;
-// minLSTM 77.3, 68.5, 61.1 -> 63.9, 67.2, 61.0.
+// throughput (measured in native.py's docstring).
 inline vf vrcp(vf x) {
 #if defined(__AVX512F__)
   const vf r = reinterpret_cast<vf>(_mm512_rcp14_ps(reinterpret_cast<__m512>(x)));
@@ -658,9 +656,7 @@ void min_forward(const MinForwardArgs& a) {
     populate(a.xw, TBH * S, j, panels.threads);
     const int p0 = panels.begin(j), p1 = panels.end(j);
     // minGRU's two gates fill half a register tile: two panels go through it at once, which
-    // halves the broadcasts per multiply-add. Forward kernel, ms, one panel -> two (one
-    // process, alternating per call, 30-40 rounds): S1 13.65, 14.38 -> 12.56, 12.99; S2 9.24 ->
-    // 8.79; S3 17.18 -> 16.74; S4 4.16 -> 3.98. S1 training step 41.9 -> 40.3.
+    // halves the broadcasts per multiply-add (measured in native.py's docstring).
     const int per_tile = MAX_NG / G;
     const auto group = [&](int p) { return std::min(per_tile, p1 - p); };
     float* wx = scratch(0, static_cast<size_t>(p1 - p0) * I * G * VL);

@@ -89,8 +89,9 @@ Measured on the project's 2-core CPU (AVX-512), each choice against the code bef
   step, ms, alternating processes, LSTM 223, 212, 200 -> 219, 200, 188; minGRU 56.2, 49.7, 46.3
   -> 49.6, 47.5, 44.5; minLSTM 77.3, 68.5, 61.1 -> 63.9, 67.2, 61.0.
 * minGRU's forward puts two panels (2 gates x 16 units each) through one register tile,
-  which halves the broadcasts per multiply-add: forward kernel 3-10% faster at S1-S4, S1
-  training step 41.9 -> 40.3 ms (one process, alternating per call; numbers in native.cc).
+  which halves the broadcasts per multiply-add. Forward kernel, ms, one panel -> two (one
+  process, alternating per call, 30-40 rounds): S1 13.65, 14.38 -> 12.56, 12.99; S2 9.24 ->
+  8.79; S3 17.18 -> 16.74; S4 4.16 -> 3.98; S1 training step 41.9 -> 40.3.
 * tried and dropped for minGRU/minLSTM (2026-12-03; experiments/results/bench/README.md has
   the numbers): batch-major kernels, so that XLA's transposes around them cancel against
   ``rnn()``'s (the kernels 13-67% slower: rows ``T * I`` apart alias in the caches); the
