@@ -63,6 +63,15 @@ inline void storen(float* p, vf v, int n) {
   if (n == VL) return store(p, v);
   std::memcpy(p, &v, sizeof(float) * n);
 }
+// A store that bypasses the caches, for outputs that are not read again soon: it skips reading
+// the line in first. p must be aligned to a vector; call _mm_sfence() before the data is shared.
+inline void stream(float* p, vf v) {
+#if defined(__AVX512F__)
+  _mm512_stream_ps(p, reinterpret_cast<__m512>(v));
+#else
+  _mm256_stream_ps(p, reinterpret_cast<__m256>(v));
+#endif
+}
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 
@@ -645,6 +654,51 @@ inline const float* min_state_in(const Args& a, int s, int bi, bool after_reset)
   return a.hs + (static_cast<size_t>(step_at(s - 1, T, a.reverse)) * B + bi) * H;
 }
 
+// The gates and the recurrence on one register tile of step s: batch rows [r0, r0 + rows),
+// panels [p, p + NP) of G gates each. With G and NP constants the compiler keeps the tile in
+// registers and overlaps the exp chains of its vectors (forward kernel 8% faster than a loop over
+// runtime G and NP, measured in native.py's docstring). The saved pre-activations are streamed:
+// only the backward reads them, after the whole sequence.
+template <int G, int NP>
+inline void min_forward_tile(const MinForwardArgs& a, const Panels& panels, int s, size_t tb,
+                             int r0, int rows, int p, const vf (&bias)[MAX_NG],
+                             const vf (&acc)[MR][MAX_NG]) {
+  const int H = a.d.H, S = a.S;
+  for (int r = 0; r < rows; ++r) {
+    const int bi = r0 + r;
+    const size_t row = tb + bi;
+    const bool valid = a.mask[row];
+    // A masked step keeps the state before it, even where it would have reset.
+    const float* h_in = min_state_in(a, s, bi, valid);
+    float* xw = a.xw + row * S * H;
+#pragma GCC unroll 2
+    for (int q = 0; q < NP; ++q) {
+      const int u0 = (p + q) * VL, n = panels.lanes(p + q);
+      vf z[G];
+#pragma GCC unroll 3
+      for (int g = 0; g < G; ++g) {
+        z[g] = acc[r][q * G + g] + bias[q * G + g];
+        if (g < G - S) continue;
+        float* dst = xw + (g - (G - S)) * H + u0;
+        if (n == VL && reinterpret_cast<uintptr_t>(dst) % sizeof(vf) == 0) stream(dst, z[g]);
+        else storen(dst, z[g], n);
+      }
+      const vf hin = loadn(h_in + u0, n);
+      vf h = hin;
+      if (valid) {
+        if constexpr (G == 2) {
+          h = hin + vsigmoid(z[0]) * (positive_g(z[1]) - hin);
+        } else {
+          vf f_norm, i_norm;
+          min_lstm_gates(z[0], z[1], f_norm, i_norm);
+          h = f_norm * hin + i_norm * positive_g(z[G - 1]);
+        }
+      }
+      storen(a.hs + row * H + u0, h, n);
+    }
+  }
+}
+
 void min_forward(const MinForwardArgs& a) {
   const Dims d = a.d;
   const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, S = a.S;
@@ -677,38 +731,13 @@ void min_forward(const MinForwardArgs& a) {
           for (int r = 0; r < rows; ++r) rows_x[r] = a.xs + (tb + r0 + r) * I;
           vf acc[MR][MAX_NG];
           matmul_rows(np * G, rows, rows_x, I, bx, acc);
-          for (int r = 0; r < rows; ++r) {
-            const int bi = r0 + r;
-            const size_t row = tb + bi;
-            const bool valid = a.mask[row];
-            // A masked step keeps the state before it, even where it would have reset.
-            const float* h_in = min_state_in(a, s, bi, valid);
-            for (int q = 0; q < np; ++q) {
-              const int u0 = (p + q) * VL, n = panels.lanes(p + q);
-              vf* z = acc[r] + q * G;  // this panel's gates
-              const vf hin = loadn(h_in + u0, n);
-              float* xw = a.xw + row * S * H + u0;
-              for (int g = 0; g < G; ++g) {
-                z[g] += bias[q * G + g];
-                if (g >= G - S) storen(xw + (g - (G - S)) * H, z[g], n);
-              }
-              vf h = hin;
-              if (valid) {
-                if (G == 2) {
-                  const vf zg = vsigmoid(z[0]);
-                  h = hin + zg * (positive_g(z[1]) - hin);
-                } else {
-                  vf f_norm, i_norm;
-                  min_lstm_gates(z[0], z[1], f_norm, i_norm);
-                  h = f_norm * hin + i_norm * positive_g(z[2]);
-                }
-              }
-              storen(a.hs + row * H + u0, h, n);
-            }
-          }
+          if (G == 3) min_forward_tile<3, 1>(a, panels, s, tb, r0, rows, p, bias, acc);
+          else if (np == 2) min_forward_tile<2, 2>(a, panels, s, tb, r0, rows, p, bias, acc);
+          else min_forward_tile<2, 1>(a, panels, s, tb, r0, rows, p, bias, acc);
         }
       }
     }
+    _mm_sfence();  // the streamed pre-activations
   });
 }
 

@@ -92,6 +92,13 @@ Measured on the project's 2-core CPU (AVX-512), each choice against the code bef
   which halves the broadcasts per multiply-add. Forward kernel, ms, one panel -> two (one
   process, alternating per call, 30-40 rounds): S1 13.65, 14.38 -> 12.56, 12.99; S2 9.24 ->
   8.79; S3 17.18 -> 16.74; S4 4.16 -> 3.98; S1 training step 41.9 -> 40.3.
+* the min cells' forward: the gate math of a register tile with the gate count and panels per
+  tile as template constants (GCC then keeps the tile in registers and overlaps the vectors'
+  exp chains), and the saved pre-activations written with streaming stores, which skip reading
+  each line in first. Forward kernel at S1, ms, one process, variants alternating per call
+  (2026-12-03): the constants, minGRU 11.80, 11.76 -> 10.93, 10.70 (three more runs: -7%,
+  -8%, -8%); the streaming stores, 11.16, 11.15, 13.50 -> 10.02, 10.01, 12.23. S1 training step
+  with the streaming stores: minGRU 42.1, 44.5 -> 40.6, 43.3; minLSTM 63.0, 66.2 -> 60.4, 65.5.
 * tried and dropped for minGRU/minLSTM (2026-12-03; experiments/results/bench/README.md has
   the numbers): batch-major kernels, so that XLA's transposes around them cancel against
   ``rnn()``'s (the kernels 13-67% slower: rows ``T * I`` apart alias in the caches); the
