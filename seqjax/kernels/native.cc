@@ -120,17 +120,23 @@ inline vf vtanh(vf x) {
   return a < 0.625f ? small : big;
 }
 
-// acc[r][g] (+)= sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL]; `accumulate` false
-// starts from zero (not from a zeroed array: GCC zeroes all of it with a memset call). The tile
-// is copied into locals so that it lives in registers (through the reference it would go to
-// memory every k).
-template <int R, int NG>
-inline void microkernel(const float* const* a, int K, const float* bp, int ldb,
-                        vf (&acc)[MR][MAX_NG], bool accumulate) {
+// The micro-kernel and its dispatchers are forced inline into every caller. Left to GCC's
+// unit-wide budget, which call sites got them changed with unrelated code: the min cells' forward
+// kernel was 10% slower when a change to the backward left its call out of line.
+#define SEQJAX_INLINE inline __attribute__((always_inline))
+
+// acc[r][g] (+)= sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL] (ldb floats from one k
+// to the next). A's rows are at the pointers a[r], or with AT A is stored transposed: a[r][k] is
+// a[0][k * lda + r] (dW = X^T dZ reads X as it lies). `accumulate` false starts from zero (not
+// from a zeroed array: GCC zeroes all of it with a memset call). The tile is copied into locals so
+// that it lives in registers (through the reference it would go to memory every k).
+template <int R, int NG, bool AT>
+SEQJAX_INLINE void microkernel(const float* const* a, int lda, int K, const float* bp, int ldb,
+                               vf (&acc)[MR][MAX_NG], bool accumulate) {
   vf c[R][NG];
   const float* ar[R];
   for (int r = 0; r < R; ++r) {
-    ar[r] = a[r];
+    ar[r] = AT ? a[0] + r : a[r];
     for (int g = 0; g < NG; ++g) c[r][g] = accumulate ? acc[r][g] : vf{};
   }
   for (int k = 0; k < K; ++k, bp += ldb) {
@@ -139,7 +145,7 @@ inline void microkernel(const float* const* a, int K, const float* bp, int ldb,
     for (int g = 0; g < NG; ++g) b[g] = load(bp + g * VL);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const vf av = splat(ar[r][k]);
+      const vf av = splat(AT ? ar[0][static_cast<size_t>(k) * lda + r] : ar[r][k]);
 #pragma GCC unroll 4
       for (int g = 0; g < NG; ++g) c[r][g] += av * b[g];
     }
@@ -148,29 +154,41 @@ inline void microkernel(const float* const* a, int K, const float* bp, int ldb,
     for (int g = 0; g < NG; ++g) acc[r][g] = c[r][g];
 }
 
-template <int NG>
-inline void matmul_rows(int rows, const float* const* a, int K, const float* bp, int ldb,
-                        vf (&acc)[MR][MAX_NG], bool accumulate) {
+template <int NG, bool AT>
+SEQJAX_INLINE void matmul_tile(int rows, const float* const* a, int lda, int K, const float* bp,
+                               int ldb, vf (&acc)[MR][MAX_NG], bool accumulate) {
   switch (rows) {
-    case 1: return microkernel<1, NG>(a, K, bp, ldb, acc, accumulate);
-    case 2: return microkernel<2, NG>(a, K, bp, ldb, acc, accumulate);
-    case 3: return microkernel<3, NG>(a, K, bp, ldb, acc, accumulate);
-    case 4: return microkernel<4, NG>(a, K, bp, ldb, acc, accumulate);
-    case 5: return microkernel<5, NG>(a, K, bp, ldb, acc, accumulate);
-    default: return microkernel<MR, NG>(a, K, bp, ldb, acc, accumulate);
+    case 1: return microkernel<1, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
+    case 2: return microkernel<2, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
+    case 3: return microkernel<3, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
+    case 4: return microkernel<4, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
+    case 5: return microkernel<5, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
+    default: return microkernel<MR, NG, AT>(a, lda, K, bp, ldb, acc, accumulate);
   }
 }
 
-// ldb: floats from one k's row of b to the next; 0 for b packed as [K][ng][VL].
-inline void matmul_rows(int ng, int rows, const float* const* a, int K, const float* bp,
-                        vf (&acc)[MR][MAX_NG], bool accumulate = false, int ldb = 0) {
+template <bool AT>
+SEQJAX_INLINE void matmul_tile(int ng, int rows, const float* const* a, int lda, int K,
+                               const float* bp, int ldb, vf (&acc)[MR][MAX_NG], bool accumulate) {
   if (ldb == 0) ldb = ng * VL;
   switch (ng) {
-    case 1: return matmul_rows<1>(rows, a, K, bp, ldb, acc, accumulate);
-    case 2: return matmul_rows<2>(rows, a, K, bp, ldb, acc, accumulate);
-    case 3: return matmul_rows<3>(rows, a, K, bp, ldb, acc, accumulate);
-    default: return matmul_rows<4>(rows, a, K, bp, ldb, acc, accumulate);
+    case 1: return matmul_tile<1, AT>(rows, a, lda, K, bp, ldb, acc, accumulate);
+    case 2: return matmul_tile<2, AT>(rows, a, lda, K, bp, ldb, acc, accumulate);
+    case 3: return matmul_tile<3, AT>(rows, a, lda, K, bp, ldb, acc, accumulate);
+    default: return matmul_tile<4, AT>(rows, a, lda, K, bp, ldb, acc, accumulate);
   }
+}
+
+// A tile of `rows` rows (a[r]) times ng panels of b; ldb 0 for b packed as [K][ng][VL].
+SEQJAX_INLINE void matmul_rows(int ng, int rows, const float* const* a, int K, const float* bp,
+                               vf (&acc)[MR][MAX_NG], bool accumulate = false, int ldb = 0) {
+  matmul_tile<false>(ng, rows, a, 0, K, bp, ldb, acc, accumulate);
+}
+
+// The same with A transposed: a[r][k] at at[k * lda + r].
+SEQJAX_INLINE void matmul_cols(int ng, int rows, const float* at, int lda, int K, const float* bp,
+                               vf (&acc)[MR][MAX_NG], bool accumulate = false, int ldb = 0) {
+  matmul_tile<true>(ng, rows, &at, lda, K, bp, ldb, acc, accumulate);
 }
 
 inline void cpu_relax() {
@@ -759,12 +777,17 @@ inline void load_tile(const float* c, int64_t ldc, int N, int rows, int p, int n
       acc[r][g] = loadn(c + r * ldc + n, std::min(VL, N - n));
     }
 }
+// `streamed`: full, aligned vectors bypass the caches (outputs that XLA reads after the kernel).
 inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
-                       const vf (&acc)[MR][MAX_NG]) {
+                       const vf (&acc)[MR][MAX_NG], bool streamed = false) {
   for (int r = 0; r < rows; ++r)
     for (int g = 0; g < ng; ++g) {
-      const int n = (p + g) * VL;
-      storen(c + r * ldc + n, acc[r][g], std::min(VL, N - n));
+      const int n = (p + g) * VL, lanes = std::min(VL, N - n);
+      float* dst = c + r * ldc + n;
+      if (streamed && lanes == VL && reinterpret_cast<uintptr_t>(dst) % sizeof(vf) == 0)
+        stream(dst, acc[r][g]);
+      else
+        storen(dst, acc[r][g], lanes);
     }
 }
 
@@ -834,6 +857,7 @@ void min_backward(const MinBackwardArgs& a) {
   const int threads = std::min(a.threads, B);
   const int in_panels = (I + VL - 1) / VL, k_panels = (K + VL - 1) / VL;
   const int r_panels = (RH + VL - 1) / VL;  // the recomputed pre-activations' columns
+  const int groups = (k_panels + MAX_NG - 1) / MAX_NG, GW = MAX_NG * VL;  // dZ's panel groups
   if (threads < 1) {  // no rows
     std::fill(a.dw_x, a.dw_x + static_cast<size_t>(I) * K, 0.0f);
     std::fill(a.db, a.db + K, 0.0f);
@@ -848,14 +872,17 @@ void min_backward(const MinBackwardArgs& a) {
     const int b0 = B * j / threads, rows_own = B * (j + 1) / threads - b0;
     const int steps_per_block = std::max(1, 128 / rows_own), KB = steps_per_block * rows_own;
     const size_t own_h = static_cast<size_t>(rows_own) * H;
-    // One scratch allocation: packed W_x^T, the dZ block (+VL: a ragged last panel's load reads
-    // past its row), X^T of the block, this thread's dW_x and db, dh and dh0 of own rows, the
-    // packed columns of W_x whose pre-activations are recomputed, and a step's own rows of them.
-    const size_t n_wt = static_cast<size_t>(in_panels) * VL * K, n_zb = static_cast<size_t>(KB) * K + VL;
-    const size_t n_xt = static_cast<size_t>(I) * KB, n_dw = static_cast<size_t>(I) * K;
-    const size_t n_wr = static_cast<size_t>(r_panels) * VL * I;
-    float* wt = scratch(0, n_wt + n_zb + n_xt + n_dw + K + 2 * own_h + n_wr + static_cast<size_t>(rows_own) * RH);
-    float *zb = wt + n_wt, *xt = zb + n_zb, *dw = xt + n_xt, *dbp = dw + n_dw;
+    // One scratch allocation: packed W_x^T; the step's own rows of dZ; the block's rows of dZ
+    // by panel group, [group][KB][GW] (zero-padded past K), and of X; this thread's dW_x and db;
+    // dh and dh0 of own rows; the packed columns of W_x whose pre-activations are recomputed, and
+    // a step's own rows of them.
+    const size_t n_wt = static_cast<size_t>(in_panels) * VL * K;
+    const size_t n_zr = static_cast<size_t>(rows_own) * K;
+    const size_t n_zp = static_cast<size_t>(groups) * KB * GW, n_xb = static_cast<size_t>(KB) * I;
+    const size_t n_dw = static_cast<size_t>(I) * K, n_wr = static_cast<size_t>(r_panels) * VL * I;
+    float* wt = scratch(0, n_wt + n_zr + n_zp + n_xb + n_dw + K + 2 * own_h + n_wr +
+                               static_cast<size_t>(rows_own) * RH);
+    float *zr = wt + n_wt, *zp = zr + n_zr, *xb = zp + n_zp, *dw = xb + n_xb, *dbp = dw + n_dw;
     float *dh = dbp + K, *dh0 = dh + own_h, *wr = dh0 + own_h, *pre = wr + n_wr;
     std::fill(dw, dw + n_dw + K + 2 * own_h, 0.0f);
     dw_parts[j] = dw;
@@ -887,37 +914,42 @@ void min_backward(const MinBackwardArgs& a) {
           store_tile(pre + static_cast<size_t>(r0) * RH, RH, RH, nrows, p, ng, acc);
         }
       }
+      std::memcpy(xb + static_cast<size_t>(kb) * I, a.xs + (tb + b0) * I,
+                  sizeof(float) * rows_own * I);
       for (int r = 0; r < rows_own; ++r) {
-        const int bi = b0 + r;
-        float* dz = zb + static_cast<size_t>(kb + r) * K;
-        const float* x = a.xs + (tb + bi) * I;
-        for (int i = 0; i < I; ++i) xt[static_cast<size_t>(i) * KB + kb + r] = x[i];
-        min_row_gradients(a, s, bi, pre + static_cast<size_t>(r) * RH, dz, dbp,
+        float* dz = zr + static_cast<size_t>(r) * K;
+        min_row_gradients(a, s, b0 + r, pre + static_cast<size_t>(r) * RH, dz, dbp,
                           dh + static_cast<size_t>(r) * H, dh0 + static_cast<size_t>(r) * H);
+        for (int gi = 0; gi < groups; ++gi) {
+          float* dst = zp + (static_cast<size_t>(gi) * KB + kb + r) * GW;
+          const int n = std::min(GW, K - gi * GW);
+          std::memcpy(dst, dz + gi * GW, sizeof(float) * n);
+          std::fill(dst + n, dst + GW, 0.0f);
+        }
       }
       // This step's rows of dX = dZ W_x^T.
       for (int r0 = 0; r0 < rows_own; r0 += MR) {
         const int nrows = std::min(MR, rows_own - r0);
         for (int r = 0; r < MR; ++r)
-          rows[r] = zb + static_cast<size_t>(kb + r0 + std::min(r, nrows - 1)) * K;
+          rows[r] = zr + static_cast<size_t>(r0 + std::min(r, nrows - 1)) * K;
         for (int p = 0; p < in_panels; p += MAX_NG) {
           const int ng = std::min(MAX_NG, in_panels - p);
           vf acc[MR][MAX_NG];
           matmul_rows(ng, nrows, rows, K, wt + static_cast<size_t>(p) * K * VL, acc);
-          store_tile(a.dxs + (tb + b0 + r0) * I, I, I, nrows, p, ng, acc);
+          store_tile(a.dxs + (tb + b0 + r0) * I, I, I, nrows, p, ng, acc, true);
         }
       }
       kb += rows_own;
       if (kb < KB && s > 0) continue;
-      // dW_x += X^T dZ over the block: rows of X^T from xt, dZ's rows read in place.
+      // dW_x += X^T dZ over the block: X^T read from the block's rows of X, dZ by panel group.
       for (int i0 = 0; i0 < I; i0 += MR) {
         const int nrows = std::min(MR, I - i0);
-        for (int r = 0; r < MR; ++r) rows[r] = xt + static_cast<size_t>(i0 + std::min(r, nrows - 1)) * KB;
-        for (int p = 0; p < k_panels; p += MAX_NG) {
-          const int ng = std::min(MAX_NG, k_panels - p);
+        for (int gi = 0; gi < groups; ++gi) {
+          const int p = gi * MAX_NG, ng = std::min(MAX_NG, k_panels - p);
           vf acc[MR][MAX_NG];
           load_tile(dw + static_cast<size_t>(i0) * K, K, K, nrows, p, ng, acc);
-          matmul_rows(ng, nrows, rows, kb, zb + p * VL, acc, true, K);
+          const float* zg = zp + static_cast<size_t>(gi) * KB * GW;
+          matmul_cols(ng, nrows, xb + i0, I, kb, zg, acc, true, GW);
           store_tile(dw + static_cast<size_t>(i0) * K, K, K, nrows, p, ng, acc);
         }
       }
@@ -928,6 +960,7 @@ void min_backward(const MinBackwardArgs& a) {
         const size_t at = static_cast<size_t>(r) * H + u;
         a.dh0[static_cast<size_t>(b0 + r) * H + u] = dh[at] + dh0[at];
       }
+    _mm_sfence();  // the streamed rows of dX
     barrier.wait();  // every thread's dW_x and db are complete: sum them, each a share
     const size_t total = static_cast<size_t>(I) * K;
     for (size_t e = total * j / threads; e < total * (j + 1) / threads; ++e) {

@@ -99,6 +99,15 @@ Measured on the project's 2-core CPU (AVX-512), each choice against the code bef
   (2026-12-03): the constants, minGRU 11.80, 11.76 -> 10.93, 10.70 (three more runs: -7%,
   -8%, -8%); the streaming stores, 11.16, 11.15, 13.50 -> 10.02, 10.01, 12.23. S1 training step
   with the streaming stores: minGRU 42.1, 44.5 -> 40.6, 43.3; minLSTM 63.0, 66.2 -> 60.4, 65.5.
+* the min cells' backward: dW_x = X^T dZ reads the block's rows of X as they lie (a micro-kernel
+  with A transposed) instead of a scalar transpose of X, dZ's block is packed per group of four
+  panels (15% faster in isolation than reading it at the 2 KB stride of its rows), and the rows
+  of dX are written with streaming stores. All micro-kernel calls are forced inline: the first
+  try left the forward's call out of line, and its forward kernel was 10% slower. Kernels at S1,
+  ms, the 25th percentile of 40 calls, two builds loaded side by side in one process and
+  alternating per call (2026-12-03): minGRU backward 26.5, 25.4 -> 22.4, 22.3, forward 10.8,
+  10.6 -> 10.9, 10.8; minLSTM backward 32.0 -> 27.5, forward 11.0 -> 10.9; the LSTM's and GRU's
+  kernels unchanged (LSTM forward 59.1, 65.1 -> 58.2, 62.5, backward 37.4, 42.7 -> 37.3, 43.2).
 * tried and dropped for minGRU/minLSTM (2026-12-03; experiments/results/bench/README.md has
   the numbers): batch-major kernels, so that XLA's transposes around them cancel against
   ``rnn()``'s (the kernels 13-67% slower: rows ``T * I`` apart alias in the caches); the
