@@ -120,9 +120,9 @@ inline vf vtanh(vf x) {
   return a < 0.625f ? small : big;
 }
 
-// The micro-kernel and its dispatchers are forced inline into every caller. Left to GCC's
-// unit-wide budget, which call sites got them changed with unrelated code: the min cells' forward
-// kernel was 10% slower when a change to the backward left its call out of line.
+// The micro-kernel and its dispatchers are forced inline into every caller. Under GCC's
+// unit-wide inlining budget, which callers got them inline changed with unrelated edits: the min
+// cells' forward kernel ran 10% slower when a change to the backward left its call out of line.
 #define SEQJAX_INLINE inline __attribute__((always_inline))
 
 // acc[r][g] (+)= sum_k a[r][k] * bp[k][g][:], with bp packed [K][NG][VL] (ldb floats from one k
