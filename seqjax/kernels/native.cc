@@ -72,6 +72,11 @@ inline void stream(float* p, vf v) {
   _mm256_stream_ps(p, reinterpret_cast<__m256>(v));
 #endif
 }
+// The first n lanes of v to p: streamed where that is a full, aligned vector, else stored.
+inline void stream_or_store(float* p, vf v, int n) {
+  if (n == VL && reinterpret_cast<uintptr_t>(p) % sizeof(vf) == 0) stream(p, v);
+  else storen(p, v, n);
+}
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 
@@ -697,9 +702,7 @@ inline void min_forward_tile(const MinForwardArgs& a, const Panels& panels, int 
       for (int g = 0; g < G; ++g) {
         z[g] = acc[r][q * G + g] + bias[q * G + g];
         if (g < G - S) continue;
-        float* dst = xw + (g - (G - S)) * H + u0;
-        if (n == VL && reinterpret_cast<uintptr_t>(dst) % sizeof(vf) == 0) stream(dst, z[g]);
-        else storen(dst, z[g], n);
+        stream_or_store(xw + (g - (G - S)) * H + u0, z[g], n);
       }
       const vf hin = loadn(h_in + u0, n);
       vf h = hin;
@@ -777,17 +780,15 @@ inline void load_tile(const float* c, int64_t ldc, int N, int rows, int p, int n
       acc[r][g] = loadn(c + r * ldc + n, std::min(VL, N - n));
     }
 }
-// `streamed`: full, aligned vectors bypass the caches (outputs that XLA reads after the kernel).
+// `streamed`: bypass the caches where possible (outputs that XLA reads after the kernel).
 inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
                        const vf (&acc)[MR][MAX_NG], bool streamed = false) {
   for (int r = 0; r < rows; ++r)
     for (int g = 0; g < ng; ++g) {
       const int n = (p + g) * VL, lanes = std::min(VL, N - n);
       float* dst = c + r * ldc + n;
-      if (streamed && lanes == VL && reinterpret_cast<uintptr_t>(dst) % sizeof(vf) == 0)
-        stream(dst, acc[r][g]);
-      else
-        storen(dst, acc[r][g], lanes);
+      if (streamed) stream_or_store(dst, acc[r][g], lanes);
+      else storen(dst, acc[r][g], lanes);
     }
 }
 
