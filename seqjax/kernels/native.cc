@@ -720,10 +720,26 @@ inline void min_forward_tile(const MinForwardArgs& a, const Panels& panels, int 
   }
 }
 
+// The rows of xs [B, T, I] at processing steps [s0, s0 + n), time-major into out [n][B][I]:
+// each batch row's steps are read as one run.
+void stage_steps(const float* xs, const Dims& d, bool reverse, int s0, int n, float* out) {
+  const size_t I = d.I;
+  for (int b = 0; b < d.B; ++b)
+    for (int c = 0; c < n; ++c)
+      std::memcpy(out + (static_cast<size_t>(c) * d.B + b) * I,
+                  xs + (static_cast<size_t>(b) * d.T + step_at(s0 + c, d.T, reverse)) * I,
+                  sizeof(float) * I);
+}
+
 void min_forward(const MinForwardArgs& a) {
   const Dims d = a.d;
   const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, S = a.S;
   Panels panels = make_panels(H, a.threads);
+  // xs is batch-major, and one step's rows, T * I apart, alias in the caches where the
+  // micro-kernel reads them in place: each thread copies a few steps' rows into a time-major
+  // chunk of at most 256 KB first.
+  const int chunk = static_cast<int>(std::clamp<size_t>(
+      (size_t{1} << 16) / (static_cast<size_t>(B) * I), 1, 8));
 
   parallel(panels.threads, [&](int j) {
     const size_t TBH = static_cast<size_t>(T) * B * H;
@@ -737,9 +753,12 @@ void min_forward(const MinForwardArgs& a) {
     float* wx = scratch(0, static_cast<size_t>(p1 - p0) * I * G * VL);
     for (int p = p0; p < p1; p += group(p))
       pack_gate_panel(a.w_x, I, H, G, p, wx + static_cast<size_t>(p - p0) * I * G * VL, group(p));
+    float* xc = scratch(1, static_cast<size_t>(chunk) * B * I);
     const float* rows_x[MR];
     for (int s = 0; s < T; ++s) {
       const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
+      if (s % chunk == 0) stage_steps(a.xs, d, a.reverse, s, std::min(chunk, T - s), xc);
+      const float* x_t = xc + static_cast<size_t>(s % chunk) * B * I;
       for (int p = p0; p < p1; p += group(p)) {
         const int np = group(p);
         const float* bx = wx + static_cast<size_t>(p - p0) * I * G * VL;
@@ -749,7 +768,7 @@ void min_forward(const MinForwardArgs& a) {
             bias[q * G + g] = loadn(a.b + g * H + (p + q) * VL, panels.lanes(p + q));
         for (int r0 = 0; r0 < B; r0 += MR) {
           const int rows = std::min(MR, B - r0);
-          for (int r = 0; r < rows; ++r) rows_x[r] = a.xs + (tb + r0 + r) * I;
+          for (int r = 0; r < rows; ++r) rows_x[r] = x_t + static_cast<size_t>(r0 + r) * I;
           vf acc[MR][MAX_NG];
           matmul_rows(np * G, rows, rows_x, I, bx, acc);
           if (G == 3) min_forward_tile<3, 1>(a, panels, s, tb, r0, rows, p, bias, acc);
@@ -768,7 +787,7 @@ struct MinBackwardArgs {
   int threads, G, S;  // as in MinForwardArgs
   const float *xs, *w_x, *b, *xw, *hs, *h0, *dhs;
   const bool *mask, *reset;
-  float *dxs, *dw_x, *db, *dh0;
+  float *dxs, *dw_x, *db, *dh0;  // dxs batch-major, [B, T, I]
 };
 
 // Rows [0, rows) of a register tile (panels [p, p + ng) of N columns) at c, row stride ldc.
@@ -795,31 +814,37 @@ inline void store_tile(float* c, int64_t ldc, int N, int rows, int p, int ng,
 // One step of batch row bi (processing step s): the gradients w.r.t. its pre-activations,
 // every unit, into dz (a row of d(x W + b)), added to db. `recomputed` holds the row's first
 // G - S pre-activations (the rest are saved in xw). dh holds d h_t on entry and d h_{t-1} on
-// return; what reaches h0 through a reset is added to dh0 instead.
+// return; what reaches h0 through a reset is added to dh0 instead. G is a constant so that the
+// compiler overlaps the units' exp chains (as in min_forward_tile).
+template <int G>
 inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, const float* recomputed,
                               float* dz, float* db, float* dh, float* dh0) {
-  const int H = a.d.H, G = a.G, R = a.G - a.S;
+  const int H = a.d.H, R = G - a.S;
   const size_t row = static_cast<size_t>(step_at(s, a.d.T, a.reverse)) * a.d.B + bi;
-  const float* pre[3];  // each gate's pre-activations
+  const float* dhs = a.dhs + row * H;
+  if (!a.mask[row]) {  // the step passed the state through
+    std::fill(dz, dz + G * H, 0.0f);
+    for (int u0 = 0; u0 < H; u0 += VL) {
+      const int n = std::min(VL, H - u0);
+      storen(dh + u0, loadn(dh + u0, n) + loadn(dhs + u0, n), n);
+    }
+    return;
+  }
+  const float* pre[G];  // each gate's pre-activations
   for (int g = 0; g < G; ++g)
     pre[g] = g < R ? recomputed + g * H : a.xw + row * a.S * H + (g - R) * H;
-  const bool valid = a.mask[row];
-  if (!valid) std::fill(dz, dz + G * H, 0.0f);  // the step passed the state through
-  const float* h_in = valid ? min_state_in(a, s, bi, true) : nullptr;
+  const float* h_in = min_state_in(a, s, bi, true);
+  const bool reset = a.reset[row];  // the step read h0, not the previous state
   for (int u0 = 0; u0 < H; u0 += VL) {
     const int n = std::min(VL, H - u0);
-    const vf dh_t = loadn(dh + u0, n) + loadn(a.dhs + row * H + u0, n);
-    if (!valid) {
-      storen(dh + u0, dh_t, n);
-      continue;
-    }
+    const vf dh_t = loadn(dh + u0, n) + loadn(dhs + u0, n);
     const vf hin = loadn(h_in + u0, n);
     const vf v = loadn(pre[G - 1] + u0, n);
     const vf sv = vsigmoid(v);
     const vf gv = v >= 0.0f ? v + 0.5f : sv;
     const vf dgv = v >= 0.0f ? splat(1.0f) : sv * (1.0f - sv);
-    vf dx[3], dhin;
-    if (G == 2) {
+    vf dx[G], dhin;
+    if constexpr (G == 2) {
       const vf z = vsigmoid(loadn(pre[0] + u0, n));
       dx[0] = dh_t * (gv - hin) * z * (1.0f - z);
       dx[1] = dh_t * z * dgv;
@@ -839,11 +864,12 @@ inline void min_row_gradients(const MinBackwardArgs& a, int s, int bi, const flo
       storen(dz + g * H + u0, dx[g], n);
       storen(db + g * H + u0, loadn(db + g * H + u0, n) + dx[g], n);
     }
-    if (a.reset[row]) {  // the step read h0, not the previous state
+    if (reset) {
       storen(dh0 + u0, loadn(dh0 + u0, n) + dhin, n);
-      dhin = vf{};
+      storen(dh + u0, vf{}, n);
+    } else {
+      storen(dh + u0, dhin, n);
     }
-    storen(dh + u0, dhin, n);
   }
 }
 
@@ -857,6 +883,7 @@ void min_backward(const MinBackwardArgs& a) {
   const int T = d.T, B = d.B, I = d.I, H = d.H, G = a.G, K = G * H, RH = (G - a.S) * H;
   const int threads = std::min(a.threads, B);
   const int in_panels = (I + VL - 1) / VL, k_panels = (K + VL - 1) / VL;
+  const int64_t ld_dx = static_cast<int64_t>(T) * I;  // dX's batch rows apart
   const int r_panels = (RH + VL - 1) / VL;  // the recomputed pre-activations' columns
   const int groups = (k_panels + MAX_NG - 1) / MAX_NG, GW = MAX_NG * VL;  // dZ's panel groups
   if (threads < 1) {  // no rows
@@ -897,12 +924,17 @@ void min_backward(const MinBackwardArgs& a) {
     const float* rows[MR];
     int kb = 0;  // rows of the block filled
     for (int s = T - 1; s >= 0; --s) {
-      const size_t tb = static_cast<size_t>(step_at(s, T, a.reverse)) * B;
+      const size_t t = step_at(s, T, a.reverse);
+      // The own rows of x_t (xs is batch-major) into the block's rows of X.
+      float* x_t = xb + static_cast<size_t>(kb) * I;
+      for (int r = 0; r < rows_own; ++r)
+        std::memcpy(x_t + static_cast<size_t>(r) * I,
+                    a.xs + ((b0 + r) * static_cast<size_t>(T) + t) * I, sizeof(float) * I);
       // The own rows' recomputed pre-activations x W_x[:, :RH] + b[:RH], as the forward made them.
       for (int r0 = 0; r0 < rows_own; r0 += MR) {
         const int nrows = std::min(MR, rows_own - r0);
         for (int r = 0; r < MR; ++r)
-          rows[r] = a.xs + (tb + b0 + r0 + std::min(r, nrows - 1)) * I;
+          rows[r] = x_t + static_cast<size_t>(r0 + std::min(r, nrows - 1)) * I;
         for (int p = 0; p < r_panels; p += MAX_NG) {
           const int ng = std::min(MAX_NG, r_panels - p);
           vf acc[MR][MAX_NG];
@@ -915,12 +947,11 @@ void min_backward(const MinBackwardArgs& a) {
           store_tile(pre + static_cast<size_t>(r0) * RH, RH, RH, nrows, p, ng, acc);
         }
       }
-      std::memcpy(xb + static_cast<size_t>(kb) * I, a.xs + (tb + b0) * I,
-                  sizeof(float) * rows_own * I);
       for (int r = 0; r < rows_own; ++r) {
         float* dz = zr + static_cast<size_t>(r) * K;
-        min_row_gradients(a, s, b0 + r, pre + static_cast<size_t>(r) * RH, dz, dbp,
-                          dh + static_cast<size_t>(r) * H, dh0 + static_cast<size_t>(r) * H);
+        const auto row_gradients = G == 2 ? min_row_gradients<2> : min_row_gradients<3>;
+        row_gradients(a, s, b0 + r, pre + static_cast<size_t>(r) * RH, dz, dbp,
+                      dh + static_cast<size_t>(r) * H, dh0 + static_cast<size_t>(r) * H);
         for (int gi = 0; gi < groups; ++gi) {
           float* dst = zp + (static_cast<size_t>(gi) * KB + kb + r) * GW;
           const int n = std::min(GW, K - gi * GW);
@@ -928,7 +959,9 @@ void min_backward(const MinBackwardArgs& a) {
           std::fill(dst + n, dst + GW, 0.0f);
         }
       }
-      // This step's rows of dX = dZ W_x^T.
+      // This step's rows of dX = dZ W_x^T, batch-major: they are streamed, so their stride
+      // costs nothing here, and where rnn()'s inputs are batch-major XLA needs no transpose.
+      float* dx = a.dxs + (static_cast<size_t>(b0) * T + t) * I;
       for (int r0 = 0; r0 < rows_own; r0 += MR) {
         const int nrows = std::min(MR, rows_own - r0);
         for (int r = 0; r < MR; ++r)
@@ -937,7 +970,7 @@ void min_backward(const MinBackwardArgs& a) {
           const int ng = std::min(MAX_NG, in_panels - p);
           vf acc[MR][MAX_NG];
           matmul_rows(ng, nrows, rows, K, wt + static_cast<size_t>(p) * K * VL, acc);
-          store_tile(a.dxs + (tb + b0 + r0) * I, I, I, nrows, p, ng, acc, true);
+          store_tile(dx + static_cast<size_t>(r0) * ld_dx, ld_dx, I, nrows, p, ng, acc, true);
         }
       }
       kb += rows_own;
@@ -1067,12 +1100,12 @@ ffi::Error min_gates(const F32& w_x, const F32& xw, int H, int& G, int& S) {
 ffi::Error MinForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 b, F32 h0,
                           Pred mask, Pred reset, Out hs, Out xw) {
   if (auto e = check_threads(threads); !e.success()) return e;
-  auto x = xs.dimensions();
+  auto x = xs.dimensions();  // [B, T, I]
   const int H = static_cast<int>(h0.dimensions()[1]);
   int G, S;
   if (auto e = min_gates(w_x, *xw, H, G, S); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
-  MinForwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
+  MinForwardArgs a{Dims{static_cast<int>(x[1]), static_cast<int>(x[0]), static_cast<int>(x[2]), H},
                    reverse != 0, threads, G, S, xs.typed_data(), w_x.typed_data(), b.typed_data(),
                    h0.typed_data(), mask.typed_data(), reset.typed_data(), hs->typed_data(),
                    xw->typed_data()};
@@ -1080,16 +1113,16 @@ ffi::Error MinForwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32
   return ffi::Error::Success();
 }
 
-ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xs, F32 w_x, F32 b, F32 xw,
-                           F32 hs, F32 h0, F32 dhs, Pred mask, Pred reset, Out dxs, Out dw_x,
-                           Out db, Out dh0) {
+ffi::Error MinBackwardImpl(int32_t reverse, int32_t threads, F32 xs,
+                           F32 w_x, F32 b, F32 xw, F32 hs, F32 h0, F32 dhs, Pred mask,
+                           Pred reset, Out dxs, Out dw_x, Out db, Out dh0) {
   if (auto e = check_threads(threads); !e.success()) return e;
-  auto x = xs.dimensions();
+  auto x = xs.dimensions();  // [B, T, I]
   const int H = static_cast<int>(h0.dimensions()[1]);
   int G, S;
   if (auto e = min_gates(w_x, xw, H, G, S); !e.success()) return e;
   std::lock_guard<std::mutex> lock(kernel_lock);
-  MinBackwardArgs a{Dims{static_cast<int>(x[0]), static_cast<int>(x[1]), static_cast<int>(x[2]), H},
+  MinBackwardArgs a{Dims{static_cast<int>(x[1]), static_cast<int>(x[0]), static_cast<int>(x[2]), H},
                     reverse != 0, threads, G, S, xs.typed_data(), w_x.typed_data(),
                     b.typed_data(), xw.typed_data(), hs.typed_data(), h0.typed_data(),
                     dhs.typed_data(), mask.typed_data(), reset.typed_data(), dxs->typed_data(),
@@ -1176,7 +1209,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinForward, MinForwardImpl,
                               ffi::Ffi::Bind()
                                   .Attr<int32_t>("reverse")
                                   .Attr<int32_t>("threads")
-                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // xs [B, T, I]: batch-major
                                   .Arg<F32>()  // w_x [I, G*H]
                                   .Arg<F32>()  // b [G*H]
                                   .Arg<F32>()  // h0 [B, H]
@@ -1189,7 +1222,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
                               ffi::Ffi::Bind()
                                   .Attr<int32_t>("reverse")
                                   .Attr<int32_t>("threads")
-                                  .Arg<F32>()  // xs [T, B, I]
+                                  .Arg<F32>()  // xs [B, T, I]: batch-major
                                   .Arg<F32>()  // w_x [I, G*H]
                                   .Arg<F32>()  // b [G*H]
                                   .Arg<F32>()  // xw [T, B, S*H]: x W + b, last S gates
@@ -1198,7 +1231,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxMinBackward, MinBackwardImpl,
                                   .Arg<F32>()  // d hs [T, B, H]
                                   .Arg<Pred>()  // mask [T, B]
                                   .Arg<Pred>()  // reset [T, B]
-                                  .Ret<F32>()  // d xs [T, B, I]
+                                  .Ret<F32>()  // d xs [B, T, I]: batch-major
                                   .Ret<F32>()  // d w_x [I, G*H]
                                   .Ret<F32>()  // d b [G*H]
                                   .Ret<F32>());  // d h0 [B, H]

@@ -22,13 +22,14 @@ Scheme (``native.cc``; panels of 16 hidden units, 8 without AVX-512)::
               dW_x, dW_h and dX are single big XLA matmuls afterwards. The GRU's input side
               dZx = [dr, dz, dn] is kept as dZh = [dr, dz, dn r] plus dn (1 - r).
     minGRU/   no recurrent matmul, so no barrier: each thread runs its units' recurrence on the
-    minLSTM   tiles of x_t W_x, saving the state after each step (the outputs, where nothing is
+    minLSTM   tiles of x_t W_x (x batch-major, staged a few steps at a time into a time-major
+              chunk), saving the state after each step (the outputs, where nothing is
               masked) and the pre-activations x W + b; up to input size 128 only h~'s, and the
               backward recomputes the gates' from x_t, per step for its own rows. The
-              backward returns every gradient itself:
-              threads own batch rows there, and each step's rows of d(x W + b) stay in cache
-              for that step's rows of dX = dZ W_x^T and, every block of ~128 rows, for
-              dW_x += X^T dZ (per-thread sums, added up at the end). Training step against
+              backward returns every gradient itself: threads own batch rows there, and each
+              step's rows of d(x W + b) stay in cache for that step's rows of dX = dZ W_x^T
+              (written batch-major) and, every block of ~128 rows, for dW_x += X^T dZ
+              (per-thread sums, added up at the end). Training step against
               ``sequential`` (20 interleaved rounds): S1 (B64 T128 I128 H256) minGRU 31.6 vs
               31.7 ms, minLSTM 40.1 vs 51.7; S3 (B128 T32 I64 H512) 19.2 vs 34.5, 29.7 vs
               45.5; S4 (B16 T1024 I32 H64) 7.4 vs 12.8, 8.0 vs 20.9. With XLA's matmuls for dX
@@ -108,11 +109,24 @@ Measured on the project's 2-core CPU (AVX-512), each choice against the code bef
   alternating per call (2026-12-03): minGRU backward 26.5, 25.4 -> 22.4, 22.3, forward 10.8,
   10.6 -> 10.9, 10.8; minLSTM backward 32.0 -> 27.5, forward 11.0 -> 10.9; the LSTM's and GRU's
   kernels unchanged (LSTM forward 59.1, 65.1 -> 58.2, 62.5, backward 37.4, 42.7 -> 37.3, 43.2).
+* the min cells read ``xs`` and write its gradient batch-major, so that with ``rnn()``'s default
+  layout XLA transposes neither (a transpose of ``xs`` at S1 alone: 1.5 ms). Read in place, one
+  step's rows, ``T * I`` apart, alias in the caches (the eleventh session's batch-major kernels
+  were 13-67% slower), so the forward's threads each copy 8 steps' rows at a time into a
+  time-major chunk first and the backward copies its own rows into its block of X; the rows of
+  dX are streamed, which their stride does not slow. With the backward's gate gradients of a row
+  compiled for each gate count (2-3% off the backward kernel), S1 training step, ms, 25th
+  percentile / median of 60 rounds, old and new kernels loaded side by side in one process
+  (2026-12-03): minGRU 38.86 / 42.74 -> 36.80 / 38.20, 40.23 / 43.13 -> 38.55 / 40.93, 37.89 /
+  39.18 -> 37.53 / 38.14; minLSTM 61.0 / 61.6 -> 61.2 / 61.6, 55.0 / 59.6 -> 54.8 / 58.1.
 * tried and dropped for minGRU/minLSTM (2026-12-03; experiments/results/bench/README.md has
-  the numbers): batch-major kernels, so that XLA's transposes around them cancel against
-  ``rnn()``'s (the kernels 13-67% slower: rows ``T * I`` apart alias in the caches); the
-  backward's products reordered so that each packed operand stays in L1 (no change: the
-  micro-kernel runs at ~75 GFLOP/s per core there, near XLA's large-matmul rate).
+  the numbers): the backward's products reordered so that each packed operand stays in L1 (no
+  change: the micro-kernel runs at ~75 GFLOP/s per core there, near XLA's large-matmul rate);
+  the gate gradients computed on the register tiles of the recomputed pre-activations instead
+  of from a buffer of them (backward kernel 15.1 -> 15.8 ms, minLSTM 34.0 -> 37.4; with the
+  tiles' panel groups outside their rows, slower still); the two threads sharing the
+  forward's staging of x, half the rows each and a barrier per chunk (forward 11.5 -> 12.6 ms),
+  and software prefetch of the next chunk (no change).
 
 Training step (``make bench``; ms, median of 10 interleaved rounds; two runs of the same code,
 2026-11-23; ``native`` is what ``auto`` runs, the column is ``auto``'s row)::
@@ -348,9 +362,9 @@ _native.defvjp(_native_fwd, _native_bwd)
 
 
 def _min_forward(static: _Static, params, xs, mask, resets, h0):
-    """minGRU/minLSTM: the state after each step ``hs`` and the pre-activations ``x W + b`` of
-    the gates the backward does not recompute."""
-    T, B, I = xs.shape
+    """minGRU/minLSTM, ``xs`` batch-major: the state after each step ``hs`` (time-major) and the
+    pre-activations ``x W + b`` of the gates the backward does not recompute."""
+    B, T, I = xs.shape
     H = static.spec.hidden_size
     saved = 1 if I <= _MIN_RECOMPUTE_MAX_INPUT else static.spec.num_gates
     return _call("seqjax_min_forward", [(T, B, H), (T, B, saved * H)],
@@ -370,9 +384,8 @@ def _native_min_fwd(static, params, xs, mask, resets, h0):
 
 def _native_min_bwd(static: _Static, res, d_hs):
     params, xs, mask, resets, h0, hs, xw = _first_order_only(res)
-    T, B, I = xs.shape
     d_xs, d_w_x, db, dh0 = _call(
-        "seqjax_min_backward", [(T, B, I), params.w_x.shape, params.b.shape, h0.shape],
+        "seqjax_min_backward", [xs.shape, params.w_x.shape, params.b.shape, h0.shape],
         _f32(xs), _f32(params.w_x), _f32(params.b), xw, hs, h0, _f32(d_hs), mask, resets,
         static=static,
     )
@@ -406,7 +419,9 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     static = _Static(spec, bool(reverse), _threads())
     if spec.kind not in _MIN_KINDS:
         return _native(static, params, xs, mask, resets, carry0)
-    # The kernel returns the state after every step: the outputs where no step is masked.
-    hs = _native_min(static, params, xs, mask, resets, carry0.h)
+    # The min kernels read and differentiate batch-major inputs: with rnn()'s default layout XLA
+    # folds this swap into rnn()'s own, and no transpose of xs or of its gradient remains. They
+    # return the state after every step: the outputs where no step is masked.
+    hs = _native_min(static, params, jnp.swapaxes(xs, 0, 1), mask, resets, carry0.h)
     ys = hs if user_mask is None else jnp.where(mask[..., None], hs, jnp.zeros_like(hs))
     return carry0._replace(h=hs[0 if reverse else -1]), ys.astype(xs.dtype)
