@@ -3,8 +3,9 @@
 One training step = forward over the whole sequence + gradients w.r.t. all params and the inputs
 (loss ``mean(ys**2)``), float32, jit-compiled (torch: eager, its fused oneDNN/cuDNN RNN). Contenders
 are timed interleaved, round-robin, in one process, so machine noise hits all of them alike; every
-ratio printed is between numbers measured in this run. Contenders whose package is not installed
-are left out and say so.
+ratio printed is between numbers measured in this run. In its turn each contender runs twice and
+the second step is timed, so that it follows its own step (see ``sample_interleaved``).
+Contenders whose package is not installed are left out and say so.
 
 Sections:
   1. training-step time, LSTM and GRU at S1-S4 (ms; ratios to torch and flax.nnx; % of the
@@ -18,7 +19,7 @@ matplotlib, ``bench.png`` (each measurement against its goal line) to
 ``experiments/results/bench/``.
 
 Run:
-  make bench                                          # everything, 4-8 minutes on 2 cores
+  make bench                                          # everything, 7-12 minutes on 2 cores
   .venv/bin/python experiments/bench.py --shapes S1 --cells lstm --rounds 5 --skip compile memory
 
 Expected: see experiments/results/bench/README.md for the measured table and the goals.
@@ -34,6 +35,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -211,17 +213,31 @@ def contenders(kind: str, shape) -> tuple[dict[str, Step], list[str]]:
 # ----------------------------------------------------------------------------- measuring
 
 
-def sample_interleaved(fns: dict[str, Step], rounds: int) -> dict[str, list[float]]:
-    """ms of every round per contender; every round runs each contender once, in turn."""
+class Samples(NamedTuple):
+    """ms of every round per contender, for two calls in a row."""
+
+    steady: dict[str, list[float]]  # the second call: after the contender's own step (the result)
+    after_other: dict[str, list[float]]  # the first call: right after another contender's step
+
+
+def sample_interleaved(fns: dict[str, Step], rounds: int) -> Samples:
+    """Every round runs each contender twice in a row, in turn, and times both calls.
+
+    The second call is the measurement: it follows the contender's own step, as steps do in a
+    training loop. The first absorbs what the contender before it left running: after a large
+    XLA:CPU step returns, its threads stay busy for 5-10 ms, which slowed a minGRU step that
+    followed an LSTM step by 4-10 ms (experiments/results/bench/README.md, fifteenth session).
+    """
     for fn in fns.values():  # compile and warm up
         fn()
         fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
+    samples = Samples({name: [] for name in fns}, {name: [] for name in fns})
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            for kept in (samples.after_other, samples.steady):
+                start = time.perf_counter()
+                fn()
+                kept[name].append((time.perf_counter() - start) * 1e3)
     return samples
 
 
@@ -500,10 +516,11 @@ def main() -> None:
                 print(f"[bench] {kind} {shape_name} {shape}: compiling and timing ...", flush=True)
                 fns, missing = contenders(kind, shape)
                 samples = sample_interleaved(fns, args.rounds)
-                ms = medians(samples)
+                ms = medians(samples.steady)
                 rows.append({"cell": kind, "shape_name": shape_name, "shape": shape, "ms": ms,
-                             "rounds_ms": samples, "gflop": train_step_gflop(kind, shape),
-                             "not_installed": missing})
+                             "rounds_ms": samples.steady,
+                             "after_other_rounds_ms": samples.after_other,
+                             "gflop": train_step_gflop(kind, shape), "not_installed": missing})
                 for name, value in ms.items():
                     print(f"  {name:18s} {value:8.1f} ms", flush=True)
         report["training_step"] = rows
@@ -515,14 +532,17 @@ def main() -> None:
         fns = {f"{kind} (auto)": seqjax_step(kind, shape, "auto")
                for kind in ("lstm", "min_gru", "min_lstm")}
         samples = sample_interleaved(fns, args.rounds)
-        ms = medians(samples)
+        ms, first = medians(samples.steady), medians(samples.after_other)
         report["min_cells"] = ms
-        report["min_cells_rounds_ms"] = samples
-        lstm_ms = ms["lstm (auto)"]
+        report["min_cells_rounds_ms"] = samples.steady
+        report["min_cells_after_other"] = first
+        report["min_cells_after_other_rounds_ms"] = samples.after_other
         sections.append("## minGRU / minLSTM vs LSTM, S1 (64, 128, 128, 256)\n\n"
-                        "| cell | ms | speed-up over LSTM |\n|---|---|---|\n" + "\n".join(
-                            f"| {name} | {value:.1f} | {lstm_ms / value:.1f}x |"
-                            for name, value in ms.items()))
+                        "| cell | ms | speed-up over LSTM | first call of a turn: ms, speed-up |\n"
+                        "|---|---|---|---|\n" + "\n".join(
+                            f"| {name} | {ms[name]:.1f} | {ms['lstm (auto)'] / ms[name]:.1f}x | "
+                            f"{first[name]:.1f}, {first['lstm (auto)'] / first[name]:.1f}x |"
+                            for name in ms))
 
     if "compile" not in args.skip:
         print("[bench] compile time of a 2-layer BiLSTM training step ...", flush=True)
@@ -549,7 +569,8 @@ def main() -> None:
 
     header = (f"# seqjax benchmark\n\nMachine: {machine()}\n\nVersions: {versions()}\n\n"
               f"float32 matmul peak measured in this run: {peak:.0f} GFLOP/s. Median of "
-              f"{args.rounds} interleaved rounds.\n\n")
+              f"{args.rounds} interleaved rounds; each round runs every contender twice in a "
+              "row and times the second call (bench.json keeps the first calls too).\n\n")
     text = header + "\n\n".join(sections) + "\n"
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -89,3 +89,14 @@ def test_machine_names_the_cpu_and_its_caches():
     if pathlib.Path("/sys/devices/system/cpu/cpu0/cache").exists():
         assert any(name.startswith("L1") for name in described["caches_per_cpu0"])
         assert all(size for size in described["caches_per_cpu0"].values())
+
+
+def test_each_turn_runs_a_contender_twice_and_keeps_both_calls():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    samples = bench.sample_interleaved(fns, rounds=3)
+    warm_up = ["a", "a", "b", "b", "c", "c"]
+    assert calls == warm_up + 3 * ["a", "a", "b", "b", "c", "c"]
+    for kept in samples:
+        assert list(kept) == ["a", "b", "c"]
+        assert all(len(ms) == 3 and min(ms) >= 0 for ms in kept.values())
