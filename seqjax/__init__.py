@@ -2,12 +2,14 @@
 
 Cells are pure functions (``seqjax.lstm``, ``seqjax.gru``, ...), run over time by
 ``seqjax.rnn`` / ``seqjax.bidirectional`` / ``seqjax.stacked``; ``seqjax.nn`` wraps them as Flax NNX
-modules; ``seqjax.interop`` converts weights from and to PyTorch and Keras.
+modules; ``seqjax.models`` builds the course's models from those; ``seqjax.interop`` converts
+weights from and to PyTorch and Keras.
 """
 
 from seqjax import data as data
 from seqjax import interop as interop
 from seqjax import kernels as kernels
+from seqjax import models as models
 from seqjax import nn as nn
 from seqjax import train as train
 from seqjax.cells import Cell as Cell
@@ -51,6 +53,7 @@ __all__ = [
     "lstm",
     "min_gru",
     "min_lstm",
+    "models",
     "nn",
     "rnn",
     "simple_rnn",

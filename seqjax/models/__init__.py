@@ -1,0 +1,25 @@
+"""The course's RNN types as Flax NNX modules, built from :mod:`seqjax.nn` and the public core.
+
+Every model takes token ids ``[B, T]`` (int) and a ``mask [B, T]`` (bool, True = real token);
+padding may be ``pre`` or ``post``. Each model's architecture is a frozen dataclass of JSON-able
+fields (``model.config``; ``Model.from_config(config, rngs=...)``), and :func:`save` /
+:func:`load` write and read a model with its config beside its weights.
+"""
+
+from .config import ConfiguredModel as ConfiguredModel
+from .config import config_from_json as config_from_json
+from .config import config_to_json as config_to_json
+from .config import load as load
+from .config import save as save
+from .layers import CELL_NAMES as CELL_NAMES
+from .layers import RecurrentStack as RecurrentStack
+
+__all__ = [
+    "CELL_NAMES",
+    "ConfiguredModel",
+    "RecurrentStack",
+    "config_from_json",
+    "config_to_json",
+    "load",
+    "save",
+]
