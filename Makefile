@@ -8,8 +8,11 @@ SEQJAX_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export SEQJAX_DATA_DIR
 export KERAS_BACKEND := jax
 PYTEST_ARGS ?=
+# One script + config per experiment (experiments/<name>.py, experiments/configs/<name>.py);
+# results in experiments/results/<name>/. SMOKE=1 runs the same code on tiny data.
+EXPERIMENTS := longrange
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast lint demo bench clean results-table $(EXPERIMENTS)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +40,12 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(PY) experiments/bench.py
+
+$(EXPERIMENTS): $(STAMP)
+	$(PY) experiments/$(subst -,_,$@).py
+
+results-table: $(STAMP)
+	$(PY) experiments/results_table.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
