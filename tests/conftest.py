@@ -34,3 +34,12 @@ def _strict_numerics(request):
         stack.enter_context(jax.numpy_dtype_promotion("strict"))
         stack.enter_context(jax.numpy_rank_promotion("raise"))
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory):
+    """Loaders cache into a folder of this test run, never the user's ~/.cache/seqjax/data."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SEQJAX_DATA_CACHE_DIR", str(tmp_path_factory.mktemp("data_cache")))
+    yield
+    patch.undo()

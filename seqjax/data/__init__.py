@@ -2,11 +2,16 @@
 
 Everything returns numpy arrays; putting them on devices is the trainer's job. Real
 datasets are read in place from the data directory (``$SEQJAX_DATA_DIR``, see
-:func:`data_dir`), or through tensorflow-datasets with ``source="tfds"``.
+:func:`data_dir`), or through tensorflow-datasets with ``source="tfds"``. The text
+loaders keep their encoded splits in an on-disk cache (:func:`cache_dir`,
+:func:`clear_cache`, ``cache=False`` to bypass it).
 """
 
 from .batching import Batch as Batch
 from .batching import BatchIterator as BatchIterator
+from .cache import CACHE_DIR_ENV as CACHE_DIR_ENV
+from .cache import cache_dir as cache_dir
+from .cache import clear_cache as clear_cache
 from .char_lm import lm_windows as lm_windows
 from .char_lm import load_dinos as load_dinos
 from .char_lm import load_tiny_shakespeare as load_tiny_shakespeare
@@ -24,6 +29,8 @@ from .paths import DataFormatError as DataFormatError
 from .paths import data_dir as data_dir
 from .records import Examples as Examples
 from .records import LoadedDataset as LoadedDataset
+from .subword import DEFAULT_SUBWORD_VOCAB_SIZE as DEFAULT_SUBWORD_VOCAB_SIZE
+from .subword import SubwordTokenizer as SubwordTokenizer
 from .synthetic import DATE_FORMATS as DATE_FORMATS
 from .synthetic import DatePairs as DatePairs
 from .synthetic import StringPairs as StringPairs
@@ -47,8 +54,10 @@ from .translation import PAIR_LANGUAGES as PAIR_LANGUAGES
 from .translation import load_tatoeba as load_tatoeba
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "DATA_DIR_ENV",
     "DATE_FORMATS",
+    "DEFAULT_SUBWORD_VOCAB_SIZE",
     "KERAS_TOKENIZER_FILTERS",
     "PAIR_LANGUAGES",
     "TEXT_VECTORIZATION_PUNCTUATION",
@@ -61,9 +70,12 @@ __all__ = [
     "LoadedDataset",
     "Sentence",
     "StringPairs",
+    "SubwordTokenizer",
     "WordTokenizer",
     "adding_problem",
     "bio_tag_set",
+    "cache_dir",
+    "clear_cache",
     "copy_task",
     "count_entities",
     "data_dir",

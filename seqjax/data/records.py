@@ -88,16 +88,18 @@ class SkipLog:
     def as_dict(self) -> dict[str, int]:
         return dict(self.counts)
 
-    def warn_if_any(self) -> None:
-        """Emits one ``UserWarning`` listing every reason and its count."""
+    def message(self) -> str | None:
+        """The warning text listing every reason and its count, or ``None`` if none."""
         if not self.counts:
-            return
+            return None
         parts = []
         for reason, count in self.counts.items():
             first = f" (first at {self.examples[reason]})" if reason in self.examples else ""
             parts.append(f"{count} {reason}{first}")
-        warnings.warn(
-            f"{self.loader}: skipped {self.total} record(s): " + "; ".join(parts),
-            UserWarning,
-            stacklevel=3,
-        )
+        return f"{self.loader}: skipped {self.total} record(s): " + "; ".join(parts)
+
+    def warn_if_any(self) -> None:
+        """Emits :meth:`message` as one ``UserWarning`` when something was skipped."""
+        message = self.message()
+        if message is not None:
+            warnings.warn(message, UserWarning, stacklevel=3)

@@ -1,4 +1,9 @@
-"""Sentence/document classification loaders: IMDB, MR sentence polarity, sarcasm headlines."""
+"""Sentence/document classification loaders: IMDB, MR sentence polarity, sarcasm headlines.
+
+Every loader here caches its encoded splits on disk (``cache=True``, see
+:mod:`seqjax.data.cache`), keyed by the data files and every argument that changes the
+result.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .cache import cached_load, check_cache, file_fingerprint
 from .padding import pad_sequences
 from .paths import DataFormatError, data_file, read_lines
 from .records import Examples, LoadedDataset, SkipLog, check_on_error
+from .subword import DEFAULT_SUBWORD_VOCAB_SIZE, SubwordTokenizer, tokenizers_version
 from .tfds_source import as_text, tfds_records
 from .tokenizers import WordTokenizer
 
@@ -26,6 +33,7 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
+Tokenizer = WordTokenizer | SubwordTokenizer
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
@@ -35,11 +43,48 @@ def _check_source(source: str) -> None:
         raise ValueError(f"source must be 'files' or 'tfds', got {source!r}")
 
 
+def _resolve_tokenizer(tokenizer: Tokenizer | str | None, num_words: int | None) -> Tokenizer:
+    """The tokenizer a loader's ``tokenizer`` and ``num_words`` arguments ask for."""
+    if tokenizer is None or (isinstance(tokenizer, str) and tokenizer == "word"):
+        return WordTokenizer(num_words=num_words)
+    if isinstance(tokenizer, str) and tokenizer == "subword":
+        size = DEFAULT_SUBWORD_VOCAB_SIZE if num_words is None else num_words
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ValueError(f"num_words must be a positive int or None, got {num_words!r}")
+        return SubwordTokenizer(size)
+    if not isinstance(tokenizer, (WordTokenizer, SubwordTokenizer)):
+        raise ValueError(
+            "tokenizer must be 'word', 'subword', a WordTokenizer or a SubwordTokenizer, "
+            f"got {tokenizer!r}"
+        )
+    if num_words is not None:
+        raise ValueError("pass num_words to the tokenizer you give, not to the loader")
+    return tokenizer
+
+
+def _tokenizer_key(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The tokenizer's part of a cache key: its configuration (and vocabulary, if any)."""
+    key: dict[str, Any] = {"config": tokenizer.to_dict()}
+    if isinstance(tokenizer, SubwordTokenizer):
+        key["tokenizers"] = tokenizers_version()  # the trained merges depend on it
+    return key
+
+
+def _given(tokenizer: Tokenizer | str | None) -> Tokenizer | None:
+    """The tokenizer object the caller passed (the loader fits it in place), if any."""
+    return None if tokenizer is None or isinstance(tokenizer, str) else tokenizer
+
+
+def _messages(skips: SkipLog) -> list[str]:
+    """The skipped-records warning to emit, as :func:`cached_load` takes it."""
+    message = skips.message()
+    return [] if message is None else [message]
+
+
 def _encode_splits(
     texts: dict[str, list[str]],
     labels: dict[str, np.ndarray],
-    tokenizer: WordTokenizer | None,
-    num_words: int | None,
+    tokenizer: Tokenizer,
     maxlen: int | None,
     padding: str,
     truncating: str,
@@ -47,17 +92,22 @@ def _encode_splits(
     info: dict[str, Any],
 ) -> LoadedDataset:
     """Fits the tokenizer on ``train`` (unless already fitted) and encodes every split."""
-    if tokenizer is None:
-        tokenizer = WordTokenizer(num_words=num_words)
-    elif num_words is not None:
-        raise ValueError("pass num_words to the tokenizer you give, not to the loader")
-    tokens = {name: tokenizer.tokenize_many(t, progress=progress) for name, t in texts.items()}
-    if tokenizer.vocab_size == len(tokenizer.reserved_tokens):
-        tokenizer.fit_tokens(tokens["train"])
+    fitted = tokenizer.vocab_size > len(tokenizer.reserved_tokens)
+    if isinstance(tokenizer, WordTokenizer):
+        # Tokenize once for both fitting and encoding: the word split is the slow part.
+        tokens = {n: tokenizer.tokenize_many(t, progress=progress) for n, t in texts.items()}
+        if not fitted:
+            tokenizer.fit_tokens(tokens["train"])
+        sequences = {n: tokenizer.tokens_to_sequences(t) for n, t in tokens.items()}
+    else:
+        if not fitted:
+            tokenizer.fit(texts["train"], progress=progress)
+        sequences = {
+            n: tokenizer.texts_to_sequences(t, progress=progress) for n, t in texts.items()
+        }
     splits = {}
     truncated = {}
-    for name, split_tokens in tokens.items():
-        seqs = tokenizer.tokens_to_sequences(split_tokens)
+    for name, seqs in sequences.items():
         if maxlen is None:
             inputs: Any = [np.asarray(s, np.int32) for s in seqs]
         else:
@@ -130,6 +180,13 @@ def _imdb_label_ok(record: dict[str, Any], where: str) -> str | None:
     return None
 
 
+def _imdb_files(data_dir: PathLike | None) -> list[Any]:
+    return [
+        data_file(f"imdb/{split}.jsonl.gz", f"gzip JSON lines {_IMDB_EXPECTED}", data_dir)
+        for split in ("train", "test")
+    ]
+
+
 def _read_imdb(
     source: str,
     data_dir: PathLike | None,
@@ -143,10 +200,7 @@ def _read_imdb(
     info: dict[str, Any] = {"dataset": "imdb", "source": source}
     if source == "files":
         info["files"] = {}
-        for split in ("train", "test"):
-            path = data_file(
-                f"imdb/{split}.jsonl.gz", f"gzip JSON lines {_IMDB_EXPECTED}", data_dir
-            )
+        for split, path in zip(("train", "test"), _imdb_files(data_dir), strict=True):
             info["files"][split] = str(path)
             fields = {"text": (str,), "label": (int,)}
             records = _read_jsonl(path, fields, _IMDB_EXPECTED, skips, on_error, _imdb_label_ok)
@@ -174,7 +228,7 @@ def load_imdb(
     maxlen: int | None = None,
     padding: str = "pre",
     truncating: str = "pre",
-    tokenizer: WordTokenizer | None = None,
+    tokenizer: Tokenizer | str | None = None,
     strip_html: bool = True,
     source: str = "files",
     data_dir: PathLike | None = None,
@@ -182,17 +236,24 @@ def load_imdb(
     download: bool = True,
     on_error: str = "raise",
     progress: bool = True,
+    cache: bool = True,
 ) -> LoadedDataset:
-    """IMDB movie reviews (25,000 train / 25,000 test), word ids and 0/1 labels.
+    """IMDB movie reviews (25,000 train / 25,000 test), word or subword ids and 0/1 labels.
 
     The tokenizer (a default :class:`WordTokenizer` unless one is given) is fitted on
-    the training texts only.
+    the training texts only. ``tokenizer="subword"`` reads the reviews the way TFDS'
+    ``imdb_reviews/subwords8k`` does: a :class:`SubwordTokenizer` of
+    ``num_words`` (default 8,185) ids.
 
     Args:
-        num_words: V of the default tokenizer (reserved ids included).
+        num_words: V of the default tokenizer (reserved ids included): the word
+            vocabulary's size (``None``: every word), or the subword vocabulary's
+            target size (``None``: 8,185).
         maxlen: T: pad/truncate every review to [T] (``None``: ragged lists).
         padding, truncating: As in :func:`pad_sequences` (Keras default ``"pre"``).
-        tokenizer: A tokenizer to use; fitted on train if it has no vocabulary yet.
+        tokenizer: ``"word"`` (the default), ``"subword"``, or a tokenizer to use: a
+            :class:`WordTokenizer` or :class:`SubwordTokenizer`, fitted on train in
+            place if it has no vocabulary yet.
         strip_html: Replace the ``<br />`` tags of the raw reviews by spaces.
         source: ``"files"`` (``imdb/{train,test}.jsonl.gz`` in the data directory) or
             ``"tfds"`` (``imdb_reviews`` through tensorflow-datasets).
@@ -202,6 +263,9 @@ def load_imdb(
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it (counted in
             ``info["skipped"]`` and warned about).
         progress: Allow progress bars for the slow steps.
+        cache: Reuse the encoded splits from the on-disk data cache, and store them
+            there on a miss (``source="files"`` only); ``False`` bypasses it. See
+            :func:`seqjax.data.clear_cache`.
 
     Returns:
         :class:`LoadedDataset` with splits ``train``/``test``: inputs ragged int32 [L_i]
@@ -209,15 +273,31 @@ def load_imdb(
     """
     _check_source(source)
     check_on_error(on_error)
-    skips = SkipLog("load_imdb")
-    texts, labels, info = _read_imdb(
-        source, data_dir, tfds_data_dir, download, strip_html, skips, on_error
-    )
-    info["skipped"] = skips.as_dict()
-    skips.warn_if_any()
-    return _encode_splits(
-        texts, labels, tokenizer, num_words, maxlen, padding, truncating, progress, info
-    )
+    check_cache(cache)
+    tok = _resolve_tokenizer(tokenizer, num_words)
+
+    def build() -> tuple[LoadedDataset, list[str]]:
+        skips = SkipLog("load_imdb")
+        texts, labels, info = _read_imdb(
+            source, data_dir, tfds_data_dir, download, strip_html, skips, on_error
+        )
+        info["skipped"] = skips.as_dict()
+        ds = _encode_splits(texts, labels, tok, maxlen, padding, truncating, progress, info)
+        return ds, _messages(skips)
+
+    use_cache = cache and source == "files"
+    key = {}
+    if use_cache:
+        key = {
+            "files": [file_fingerprint(p) for p in _imdb_files(data_dir)],
+            "tokenizer": _tokenizer_key(tok),
+            "maxlen": maxlen,
+            "padding": padding,
+            "truncating": truncating,
+            "strip_html": strip_html,
+            "on_error": on_error,
+        }
+    return cached_load("load_imdb", key, build, cache=use_cache, given_tokenizer=_given(tokenizer))
 
 
 def load_imdb_keras(
@@ -236,6 +316,7 @@ def load_imdb_keras(
     download: bool = True,
     on_error: str = "raise",
     progress: bool = True,
+    cache: bool = True,
 ) -> LoadedDataset:
     """IMDB in the form of ``keras.datasets.imdb.load_data``, built from the raw reviews.
 
@@ -253,6 +334,8 @@ def load_imdb_keras(
     With the default ``start_char``/``oov_char``/``index_from`` the returned
     :class:`WordTokenizer` uses the same ids, so ``tokenizer.decode(x)`` reads a review
     back; :func:`keras_word_index` gives the word -> rank dict of ``get_word_index()``.
+    The other arguments are those of :func:`load_imdb`; ``cache=True`` (the default)
+    reuses the encoded splits from the on-disk data cache (``source="files"`` only).
 
     Returns:
         :class:`LoadedDataset`, splits ``train``/``test``: inputs a list of int32 arrays
@@ -267,6 +350,49 @@ def load_imdb_keras(
         raise ValueError(f"num_words must be a positive int or None, got {num_words!r}")
     if maxlen is not None and (not isinstance(maxlen, int) or maxlen < 1):
         raise ValueError(f"maxlen must be a positive int or None, got {maxlen!r}")
+    check_cache(cache)
+    use_cache = cache and source == "files"
+    key = {}
+    if use_cache:
+        key = {
+            "files": [file_fingerprint(p) for p in _imdb_files(data_dir)],
+            "num_words": num_words,
+            "skip_top": skip_top,
+            "maxlen": maxlen,
+            "seed": seed,
+            "start_char": start_char,
+            "oov_char": oov_char,
+            "index_from": index_from,
+            "strip_html": strip_html,
+            "on_error": on_error,
+        }
+
+    def build() -> tuple[LoadedDataset, list[str]]:
+        return _build_imdb_keras(
+            num_words, skip_top, maxlen, seed, start_char, oov_char, index_from, strip_html,
+            source, data_dir, tfds_data_dir, download, on_error, progress,
+        )  # fmt: skip
+
+    return cached_load("load_imdb_keras", key, build, cache=use_cache)
+
+
+def _build_imdb_keras(
+    num_words: int | None,
+    skip_top: int,
+    maxlen: int | None,
+    seed: int,
+    start_char: int | None,
+    oov_char: int | None,
+    index_from: int,
+    strip_html: bool,
+    source: str,
+    data_dir: PathLike | None,
+    tfds_data_dir: str | None,
+    download: bool,
+    on_error: str,
+    progress: bool,
+) -> tuple[LoadedDataset, list[str]]:
+    """load_imdb_keras' work after validation: read, fit, shuffle, remap the ids."""
     skips = SkipLog("load_imdb_keras")
     texts, labels, info = _read_imdb(
         source, data_dir, tfds_data_dir, download, strip_html, skips, on_error
@@ -345,8 +471,7 @@ def load_imdb_keras(
             "skipped": skips.as_dict(),
         }
     )
-    skips.warn_if_any()
-    return LoadedDataset(splits, tokenizer, info)
+    return LoadedDataset(splits, tokenizer, info), _messages(skips)
 
 
 def keras_word_index(tokenizer: WordTokenizer) -> dict[str, int]:
@@ -380,9 +505,10 @@ def load_mr(
     maxlen: int | None = None,
     padding: str = "pre",
     truncating: str = "pre",
-    tokenizer: WordTokenizer | None = None,
+    tokenizer: Tokenizer | str | None = None,
     data_dir: PathLike | None = None,
     progress: bool = True,
+    cache: bool = True,
 ) -> LoadedDataset:
     """MR sentence polarity (5,331 positive + 5,331 negative snippets) with a seeded k-fold split.
 
@@ -390,18 +516,56 @@ def load_mr(
     ``fold`` of :func:`kfold_indices` (``seed``) is the ``test`` split, the rest is
     ``train`` (and the tokenizer is fitted on ``train``). Labels: 1 positive, 0 negative.
     Empty lines would be skipped, counted in ``info["skipped"]`` and warned about.
+    ``num_words``, ``maxlen``, ``padding``, ``truncating``, ``tokenizer`` and ``cache``
+    are those of :func:`load_imdb`.
 
     Returns:
         :class:`LoadedDataset` with splits ``train``/``test``.
     """
     if not isinstance(fold, int) or not 0 <= fold < num_folds:
         raise ValueError(f"fold must be an int in 0..{num_folds - 1}, got {fold!r}")
+    check_cache(cache)
+    tok = _resolve_tokenizer(tokenizer, num_words)
+    paths = {
+        name: data_file(f"mr/rt-polarity.{name}", "one UTF-8 snippet per line", data_dir)
+        for name in ("pos", "neg")
+    }
+    key = {}
+    if cache:
+        key = {
+            "files": [file_fingerprint(p) for p in paths.values()],
+            "tokenizer": _tokenizer_key(tok),
+            "fold": fold,
+            "num_folds": num_folds,
+            "seed": seed,
+            "maxlen": maxlen,
+            "padding": padding,
+            "truncating": truncating,
+        }
+
+    def build() -> tuple[LoadedDataset, list[str]]:
+        return _build_mr(paths, fold, num_folds, seed, tok, maxlen, padding, truncating, progress)
+
+    return cached_load("load_mr", key, build, cache=cache, given_tokenizer=_given(tokenizer))
+
+
+def _build_mr(
+    paths: dict[str, Any],
+    fold: int,
+    num_folds: int,
+    seed: int,
+    tokenizer: Tokenizer,
+    maxlen: int | None,
+    padding: str,
+    truncating: str,
+    progress: bool,
+) -> tuple[LoadedDataset, list[str]]:
     skips = SkipLog("load_mr")
     all_texts: list[str] = []
     all_labels: list[int] = []
     files = {}
     for label, name in ((1, "pos"), (0, "neg")):
-        path = data_file(f"mr/rt-polarity.{name}", "one UTF-8 snippet per line", data_dir)
+        path = paths[name]
         files[name] = str(path)
         for number, line in read_lines(path):
             if not line.strip():
@@ -430,10 +594,8 @@ def load_mr(
         "counts": {"train": len(train_idx), "test": len(test_idx)},
         "skipped": skips.as_dict(),
     }
-    skips.warn_if_any()
-    return _encode_splits(
-        texts, labels, tokenizer, num_words, maxlen, padding, truncating, progress, info
-    )
+    ds = _encode_splits(texts, labels, tokenizer, maxlen, padding, truncating, progress, info)
+    return ds, _messages(skips)
 
 
 # -- sarcasm headlines ----------------------------------------------------------------
@@ -454,10 +616,11 @@ def load_sarcasm(
     maxlen: int | None = None,
     padding: str = "post",
     truncating: str = "post",
-    tokenizer: WordTokenizer | None = None,
+    tokenizer: Tokenizer | str | None = None,
     data_dir: PathLike | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    cache: bool = True,
 ) -> LoadedDataset:
     """News headlines for sarcasm detection (v1, 26,709 headlines; label 1 = sarcastic).
 
@@ -470,14 +633,50 @@ def load_sarcasm(
         train_size: Number (int) or fraction (float in (0, 1)) of training headlines.
         seed: Shuffle seed; ``None`` keeps the file order.
 
+    The other arguments are those of :func:`load_imdb`.
+
     Returns:
         :class:`LoadedDataset` with splits ``train``/``test``.
     """
     check_on_error(on_error)
-    skips = SkipLog("load_sarcasm")
+    check_cache(cache)
+    tok = _resolve_tokenizer(tokenizer, num_words)
     path = data_file(
         "sarcasm/sarcasm_headlines_v1.jsonl.gz", f"gzip JSON lines {_SARCASM_EXPECTED}", data_dir
     )
+    key = {}
+    if cache:
+        key = {
+            "files": [file_fingerprint(path)],
+            "tokenizer": _tokenizer_key(tok),
+            "train_size": train_size,
+            "seed": seed,
+            "maxlen": maxlen,
+            "padding": padding,
+            "truncating": truncating,
+            "on_error": on_error,
+        }
+
+    def build() -> tuple[LoadedDataset, list[str]]:
+        return _build_sarcasm(
+            path, train_size, seed, tok, maxlen, padding, truncating, on_error, progress
+        )
+
+    return cached_load("load_sarcasm", key, build, cache=cache, given_tokenizer=_given(tokenizer))
+
+
+def _build_sarcasm(
+    path: Any,
+    train_size: int | float,
+    seed: int | None,
+    tokenizer: Tokenizer,
+    maxlen: int | None,
+    padding: str,
+    truncating: str,
+    on_error: str,
+    progress: bool,
+) -> tuple[LoadedDataset, list[str]]:
+    skips = SkipLog("load_sarcasm")
     fields = {"headline": (str,), "is_sarcastic": (int,)}
     records = _read_jsonl(path, fields, _SARCASM_EXPECTED, skips, on_error, _sarcasm_label_ok)
     n = len(records)
@@ -506,7 +705,5 @@ def load_sarcasm(
         "seed": seed,
         "skipped": skips.as_dict(),
     }
-    skips.warn_if_any()
-    return _encode_splits(
-        texts, labels, tokenizer, num_words, maxlen, padding, truncating, progress, info
-    )
+    ds = _encode_splits(texts, labels, tokenizer, maxlen, padding, truncating, progress, info)
+    return ds, _messages(skips)

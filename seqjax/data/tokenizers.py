@@ -54,6 +54,7 @@ __all__ = [
     "CharTokenizer",
     "WordTokenizer",
     "load_tokenizer",
+    "tokenizer_from_dict",
 ]
 
 KERAS_TOKENIZER_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -154,6 +155,16 @@ class _ReservedVocabulary:
 
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _take_state(self, other: _ReservedVocabulary) -> None:
+        """Becomes a copy of ``other`` (same class) in place.
+
+        A loader fits a tokenizer it was given in place; when the fitted result comes
+        from the data cache instead, this gives the caller's object the same state.
+        """
+        if type(other) is not type(self):
+            raise TypeError(f"cannot take the state of a {type(other).__name__}")
+        self.__dict__.update(other.__dict__)
 
 
 class WordTokenizer(_ReservedVocabulary):
@@ -579,18 +590,39 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_tokenizer(path: str | os.PathLike[str]) -> WordTokenizer | CharTokenizer:
-    """Reads either kind of tokenizer from a JSON file written by ``save``."""
-    config = json.loads(Path(path).read_text(encoding="utf-8"))
+_KINDS = ("WordTokenizer", "CharTokenizer", "SubwordTokenizer")
+
+
+def tokenizer_from_dict(config: Any, what: str = "config") -> Any:
+    """Builds the tokenizer that ``config`` (a ``to_dict`` result) describes, by its type.
+
+    Raises:
+        ValueError: If ``config`` is not a seqjax tokenizer's, naming ``what`` it came from.
+    """
     kind = config.get("type") if isinstance(config, dict) else None
     if kind == "WordTokenizer":
         return WordTokenizer.from_dict(config)
     if kind == "CharTokenizer":
         return CharTokenizer.from_dict(config)
+    if kind == "SubwordTokenizer":
+        from .subword import SubwordTokenizer  # imports Hugging Face tokenizers
+
+        return SubwordTokenizer.from_dict(config)
     raise ValueError(
-        f"{str(path)!r} is not a seqjax tokenizer file: expected a JSON object with "
-        f"\"type\" 'WordTokenizer' or 'CharTokenizer', got type {kind!r}"
+        f'{what} is not a seqjax tokenizer: expected a JSON object with "type" one of '
+        f"{_KINDS}, got type {kind!r}"
     )
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Any:
+    """Reads any seqjax tokenizer (word, character or subword) from a file written by ``save``.
+
+    Returns:
+        A :class:`WordTokenizer`, :class:`CharTokenizer` or
+        :class:`~seqjax.data.SubwordTokenizer`, as the file's ``"type"`` says.
+    """
+    config = json.loads(Path(path).read_text(encoding="utf-8"))
+    return tokenizer_from_dict(config, what=f"{str(path)!r}")
 
 
 def _check_type(config: dict[str, Any], expected: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import cached_load, check_cache, file_fingerprint
 from .paths import DataFormatError, data_file, read_lines
 from .records import Examples, LoadedDataset, SkipLog, check_on_error
 from .tokenizers import CharTokenizer, WordTokenizer
@@ -49,6 +50,7 @@ def load_tatoeba(
     num_words: int | None = None,
     data_dir: PathLike | None = None,
     on_error: str = "raise",
+    cache: bool = True,
 ) -> LoadedDataset:
     """English <-> ``lang`` sentence pairs (fra 142,787; spa 118,964; deu 169,813; vie 8,050).
 
@@ -70,6 +72,8 @@ def load_tatoeba(
         seed: Seed of the split.
         num_words: V of each word tokenizer (reserved ids included).
         on_error: ``"raise"`` on a malformed line, or ``"skip"`` it (reported).
+        cache: Reuse the encoded splits from the on-disk data cache, and store them
+            there on a miss; ``False`` bypasses it (see :func:`seqjax.data.clear_cache`).
 
     Returns:
         :class:`LoadedDataset` with splits ``train``/``validation``: inputs ragged source
@@ -86,11 +90,49 @@ def load_tatoeba(
     if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction!r}")
     check_on_error(on_error)
+    check_cache(cache)
     columns = 3 if lang == "vie" else 2
     expected = f"{columns} tab-separated columns (english, {lang}" + (
         ", attribution)" if columns == 3 else ")"
     )
     path = data_file(f"pairs/{lang}.tsv.gz", f"gzip text, one pair per line: {expected}", data_dir)
+    key = {}
+    if cache:
+        key = {
+            "files": [file_fingerprint(path)],
+            "lang": lang,
+            "level": level,
+            "reverse": reverse,
+            "num_examples": num_examples,
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "num_words": num_words,
+            "on_error": on_error,
+        }
+
+    def build() -> tuple[LoadedDataset, list[str]]:
+        return _build_tatoeba(
+            path, lang, columns, expected, level, reverse, num_examples, val_fraction, seed,
+            num_words, on_error,
+        )  # fmt: skip
+
+    return cached_load("load_tatoeba", key, build, cache=cache)
+
+
+def _build_tatoeba(
+    path: Any,
+    lang: str,
+    columns: int,
+    expected: str,
+    level: str,
+    reverse: bool,
+    num_examples: int | None,
+    val_fraction: float,
+    seed: int,
+    num_words: int | None,
+    on_error: str,
+) -> tuple[LoadedDataset, list[str]]:
+    """load_tatoeba's work after validation: read the pairs, split, fit, encode."""
     skips = SkipLog("load_tatoeba")
     english: list[str] = []
     other: list[str] = []
@@ -150,5 +192,5 @@ def load_tatoeba(
         "seed": seed,
         "skipped": skips.as_dict(),
     }
-    skips.warn_if_any()
-    return LoadedDataset(splits, (src_tok, tgt_tok), info)
+    message = skips.message()
+    return LoadedDataset(splits, (src_tok, tgt_tok), info), [] if message is None else [message]
