@@ -11,11 +11,11 @@ moved or deleted at any time; :func:`clear_cache` empties it, and so does ``rm -
 
 Key: the SHA-256 of everything that decides the result: the loader and each argument that
 changes its output, the tokenizer's configuration (and its vocabulary, when it comes
-already fitted), each data file's resolved path, size, modification time and SHA-256, and
-the source code of ``seqjax.data``. A changed data file, tokenizer setting or loader
-release therefore misses the cache instead of returning stale ids. Hashing whole files is
-cheap here (about 20 ms for each 13 MB IMDB file) and robust against edits that keep the
-size and modification time, so nothing cheaper is trusted alone.
+already fitted), each data file's resolved path and SHA-256, and the source code of
+``seqjax.data``. A changed data file, tokenizer setting or loader release therefore
+misses the cache instead of returning stale ids. Hashing whole files is cheap here
+(about 20 ms for each 13 MB IMDB file) and, unlike size and modification time, cannot
+be fooled by an edit that keeps both, so nothing cheaper is trusted in its place.
 
 An entry is a folder ``<loader>-<key>`` of plain files, and no pickle: ``arrays.npz``
 (uncompressed; a ragged list of sequences is stored as one flat array plus offsets),
@@ -136,8 +136,10 @@ def clear_cache(loader: str | None = None) -> int:
 
 
 @functools.cache
-def _hash_file(path: str, size: int, mtime_ns: int, inode: int, device: int) -> str:
-    # The stat fields are part of the memo key only: a file changed in place re-hashes.
+def _hash_file(path: str, stat_key: tuple[int, ...]) -> str:
+    # stat_key is part of the memo key only: a file rewritten in place hashes again. It
+    # holds the ctime, which every write (and every utime) moves, so not even an edit
+    # that restores the size and mtime reuses the old hash.
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -146,19 +148,20 @@ def _hash_file(path: str, size: int, mtime_ns: int, inode: int, device: int) -> 
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Resolved path, size, modification time and SHA-256 of a data file.
+    """Resolved path, size and SHA-256 of a data file: its part of a cache key.
 
-    The hash is remembered for the life of the process while the size, modification
-    time and inode stay the same.
+    The modification time is left out on purpose: the content hash already decides,
+    and a copied or touched file with the same bytes should still hit. The path stays
+    in because results record it (``info["files"]``). The hash is remembered for the
+    life of the process while the file's inode, size, mtime and ctime stay the same.
     """
     resolved = Path(path).resolve()
     stat = resolved.stat()
-    sha = _hash_file(str(resolved), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+    stat_key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     return {
         "path": str(resolved),
         "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "sha256": sha,
+        "sha256": _hash_file(str(resolved), stat_key),
     }
 
 
