@@ -193,7 +193,7 @@ def test_load_imdb_tokenizer_argument_errors(tmp_path):
         sd.load_imdb(data_dir=tmp_path, tokenizer=sd.CharTokenizer())
     with pytest.raises(ValueError, match="num_words to the tokenizer you give"):
         sd.load_imdb(data_dir=tmp_path, tokenizer=SubwordTokenizer(300), num_words=300)
-    with pytest.raises(ValueError, match="target_vocab_size"):
+    with pytest.raises(ValueError, match="num_words.*target_vocab_size must be an int >= 260"):
         sd.load_imdb(data_dir=tmp_path, tokenizer="subword", num_words=10)
     word = sd.load_imdb(data_dir=tmp_path, tokenizer="word", num_words=6, progress=False)
     assert isinstance(word.tokenizer, WordTokenizer) and word.tokenizer.vocab_size == 6

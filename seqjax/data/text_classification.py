@@ -49,9 +49,10 @@ def _resolve_tokenizer(tokenizer: Tokenizer | str | None, num_words: int | None)
         return WordTokenizer(num_words=num_words)
     if isinstance(tokenizer, str) and tokenizer == "subword":
         size = DEFAULT_SUBWORD_VOCAB_SIZE if num_words is None else num_words
-        if not isinstance(size, int) or isinstance(size, bool):
-            raise ValueError(f"num_words must be a positive int or None, got {num_words!r}")
-        return SubwordTokenizer(size)
+        try:
+            return SubwordTokenizer(size)
+        except ValueError as err:
+            raise ValueError(f"num_words (the subword vocabulary's size): {err}") from None
     if not isinstance(tokenizer, (WordTokenizer, SubwordTokenizer)):
         raise ValueError(
             "tokenizer must be 'word', 'subword', a WordTokenizer or a SubwordTokenizer, "
