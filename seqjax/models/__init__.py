@@ -11,13 +11,19 @@ from .config import config_from_json as config_from_json
 from .config import config_to_json as config_to_json
 from .config import load as load
 from .config import save as save
+from .crf import CRF as CRF
+from .crf import CRFConfig as CRFConfig
+from .crf import bio_constraints as bio_constraints
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
 
 __all__ = [
     "CELL_NAMES",
+    "CRF",
+    "CRFConfig",
     "ConfiguredModel",
     "RecurrentStack",
+    "bio_constraints",
     "config_from_json",
     "config_to_json",
     "load",
