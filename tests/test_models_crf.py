@@ -120,6 +120,7 @@ def test_gradients_against_finite_differences():
         emissions = jnp.asarray(rng.normal(size=(B, T, K)), jnp.float64)
         mask = jnp.asarray(MASKS)
 
+        @jax.jit
         def total(state, emissions):
             model = nnx.merge(graphdef, state)
             weights = jnp.arange(1, B + 1, dtype=jnp.float64)  # rows apart, not just their sum
@@ -187,12 +188,19 @@ def test_bio_constraints_never_decode_an_invalid_span():
 
 def test_constrained_likelihood_is_finite_for_an_ill_formed_gold_path():
     crf = random_crf(7, len(TAG_NAMES), constraints="bio", tag_names=TAG_NAMES)
-    emissions = jnp.zeros((1, 3, len(TAG_NAMES)))
-    ill = jnp.array([[2, 2, 0]])  # starts inside an entity (I-LOC), e.g. cut by truncation
-    well = jnp.array([[1, 2, 0]])
-    ll_ill, ll_well = crf.log_likelihood(emissions, ill), crf.log_likelihood(emissions, well)
-    assert np.isfinite(ll_ill).all() and float(ll_ill[0]) < -1000.0 < float(ll_well[0])
-    grads = jax.grad(lambda e: crf.log_likelihood(e, ill).sum())(emissions)
+    emissions = jnp.zeros((2, 3, len(TAG_NAMES)))
+    # Row 0 starts inside an entity (I-LOC), as a sentence cut by truncation may; row 1 is fine.
+    tags = jnp.array([[2, 2, 0], [1, 2, 0]])
+
+    @nnx.jit
+    def ll_and_grads(crf, emissions):
+        def total(e):
+            ll = crf.log_likelihood(e, tags)
+            return ll.sum(), ll
+        return jax.grad(total, has_aux=True)(emissions)
+
+    grads, ll = ll_and_grads(crf, emissions)
+    assert np.isfinite(ll).all() and float(ll[0]) < -1000.0 < float(ll[1])
     assert np.isfinite(grads).all()
 
 

@@ -16,6 +16,9 @@ from .crf import CRFConfig as CRFConfig
 from .crf import bio_constraints as bio_constraints
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
+from .tagger import Tagger as Tagger
+from .tagger import TaggerConfig as TaggerConfig
+from .tagger import word_chars as word_chars
 
 __all__ = [
     "CELL_NAMES",
@@ -23,9 +26,12 @@ __all__ = [
     "CRFConfig",
     "ConfiguredModel",
     "RecurrentStack",
+    "Tagger",
+    "TaggerConfig",
     "bio_constraints",
     "config_from_json",
     "config_to_json",
     "load",
     "save",
+    "word_chars",
 ]

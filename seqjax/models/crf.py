@@ -60,8 +60,9 @@ from flax import nnx
 from seqjax.types import Array
 
 from .config import ConfiguredModel
+from .layers import _is_concrete
 
-__all__ = ["CRF", "CRFConfig", "CONSTRAINTS", "bio_constraints"]
+__all__ = ["CRF", "CRFConfig", "CONSTRAINTS", "bio_constraints", "check_tags"]
 
 CONSTRAINTS = ("bio",)
 # A forbidden transition's score in the likelihood: far below any learned score, yet finite so an
@@ -129,8 +130,20 @@ class CRFConfig:
     tag_names: tuple[str, ...] | None = None
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+def check_tags(tags: Any, shape: tuple[int, ...], num_tags: int, like: str) -> Array:
+    """``tags`` as int32 ``shape``; ids outside ``[0, num_tags)`` raise where concrete."""
+    tags = jnp.asarray(tags)
+    if tags.shape != shape:
+        raise ValueError(f"tags must be [B, T] = {shape} ({like}); got {tags.shape}")
+    if not jnp.issubdtype(tags.dtype, jnp.integer):
+        raise ValueError(f"tags must hold integer tag ids; got dtype {tags.dtype}")
+    if _is_concrete(tags) and tags.size:
+        values = np.asarray(tags)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= num_tags:
+            raise ValueError(f"tags must lie in [0, {num_tags}) (num_tags); "
+                             f"got ids from {low} to {high}")
+    return tags.astype(jnp.int32)
 
 
 class CRF(ConfiguredModel):
@@ -219,20 +232,6 @@ class CRF(ConfiguredModel):
             raise ValueError(f"mask must be bool (True = real step); got dtype {mask.dtype}")
         return emissions, mask
 
-    def _check_tags(self, tags: Any, shape: tuple[int, ...]) -> Array:
-        tags = jnp.asarray(tags)
-        if tags.shape != shape:
-            raise ValueError(f"tags must be [B, T] = {shape} (the emissions' first two axes); "
-                             f"got {tags.shape}")
-        if not jnp.issubdtype(tags.dtype, jnp.integer):
-            raise ValueError(f"tags must hold integer tag ids; got dtype {tags.dtype}")
-        if _is_concrete(tags) and tags.size:
-            low, high = int(tags.min()), int(tags.max())
-            if low < 0 or high >= self.num_tags:
-                raise ValueError(f"tags must lie in [0, {self.num_tags}) (num_tags); "
-                                 f"got ids from {low} to {high}")
-        return tags
-
     def _scores(self, dtype, forbidden: float) -> tuple[Array, Array, Array]:
         """The transition scores with the constraint mask added, in ``dtype``."""
         scores = (self.transitions[...], self.start_transitions[...], self.end_transitions[...])
@@ -290,7 +289,8 @@ class CRF(ConfiguredModel):
           ``[B]``.
         """
         emissions, mask = self._check(emissions, mask)
-        tags = self._check_tags(tags, emissions.shape[:2]).astype(jnp.int32)
+        tags = check_tags(tags, emissions.shape[:2], self.num_tags,
+                          "the emissions' first two axes")
         dtype = self._dtype(emissions)
         trans, start, end = self._scores(dtype, _FORBIDDEN)
         time = emissions.shape[1]

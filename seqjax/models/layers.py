@@ -81,7 +81,8 @@ def check_tokens(tokens: Any, vocab_size: int, name: str = "tokens") -> Array:
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise ValueError(f"{name} must hold integer token ids; got dtype {tokens.dtype}")
     if _is_concrete(tokens) and tokens.size:
-        low, high = int(tokens.min()), int(tokens.max())
+        values = np.asarray(tokens)
+        low, high = int(values.min()), int(values.max())
         if low < 0 or high >= vocab_size:
             raise ValueError(
                 f"{name} must lie in [0, {vocab_size}) (vocab_size); got ids from {low} to {high}"
