@@ -25,7 +25,8 @@ def test_nn_surface():
     assert {"RNN", "Bidirectional", "Stacked", "SimpleRNN", "LSTM", "GRU"} <= set(sj.nn.__all__)
 
 
-@pytest.mark.parametrize("module", ["seqjax.cells", "seqjax.rnn", "seqjax.nn"])
+@pytest.mark.parametrize("module", ["seqjax.cells", "seqjax.rnn", "seqjax.nn",
+                                    "seqjax.models.crf", "seqjax.models.tagger"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

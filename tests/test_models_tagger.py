@@ -1,5 +1,8 @@
 """The Tagger: learning, padding on either side, character features, config and errors."""
 
+import pathlib
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,3 +221,15 @@ def test_errors_name_the_argument(char_tagger):
         Tagger(vocab_size=V, num_tags=0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="tag_names must name num_tags=4"):
         Tagger(vocab_size=V, num_tags=4, crf=False, tag_names=TAG_NAMES, rngs=nnx.Rngs(0))
+
+
+def test_readme_example_runs(capsys):
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                 if "sj.models.Tagger(" in b)
+    namespace = {}
+    exec(compile(block, "README tagger example", "exec"), namespace)
+    tagger, tokens, mask = namespace["tagger"], namespace["tokens"], namespace["mask"]
+    # It learned the two sentences.
+    np.testing.assert_array_equal(tagger.predict(tokens, mask), namespace["tags"])
+    assert "[[3 4 0 0]" in capsys.readouterr().out

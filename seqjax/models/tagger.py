@@ -118,28 +118,34 @@ class Tagger(ConfiguredModel):
             raise ValueError(f"dropout must lie in [0, 1); got {dropout!r}")
         if constraints is not None and not crf:
             raise ValueError("constraints need crf=True (a softmax tagger scores tokens alone)")
-        if tag_names is not None and not isinstance(tag_names, str):
+        if tag_names is not None:
+            if isinstance(tag_names, str) or not isinstance(tag_names, Sequence):
+                raise ValueError(f"tag_names must be a sequence of strings; got {tag_names!r}")
             tag_names = tuple(tag_names)
+            if len(tag_names) != num_tags:
+                raise ValueError(f"tag_names must name num_tags={num_tags} tags; "
+                                 f"got {len(tag_names)}")
+        char_embed_dim = _positive(char_embed_dim, "char_embed_dim")
+        char_units = _positive(char_units, "char_units")
+        if char_vocab_size is not None:
+            char_vocab_size = _positive(char_vocab_size, "char_vocab_size")
         self.config = TaggerConfig(
             vocab_size=vocab_size, num_tags=num_tags, embed_dim=embed_dim,
-            units=units if isinstance(units, (int, np.integer)) else layer_units, cell=cell,
-            bidirectional=bool(bidirectional), dropout=float(dropout), crf=bool(crf),
+            units=layer_units[0] if isinstance(units, (int, np.integer)) else layer_units,
+            cell=cell, bidirectional=bool(bidirectional), dropout=float(dropout), crf=bool(crf),
             constraints=constraints, tag_names=tag_names, char_vocab_size=char_vocab_size,
             char_embed_dim=char_embed_dim, char_units=char_units,
         )
         self.vocab_size, self.num_tags = vocab_size, num_tags
+        self.char_vocab_size = char_vocab_size
         self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         features = embed_dim
         if char_vocab_size is not None:
-            self.char_vocab_size = _positive(char_vocab_size, "char_vocab_size")
-            self.char_embed = nnx.Embed(self.char_vocab_size,
-                                        _positive(char_embed_dim, "char_embed_dim"), rngs=rngs)
-            self.char_encoder = RecurrentStack("lstm", char_embed_dim,
-                                               (_positive(char_units, "char_units"),),
+            self.char_embed = nnx.Embed(char_vocab_size, char_embed_dim, rngs=rngs)
+            self.char_encoder = RecurrentStack("lstm", char_embed_dim, (char_units,),
                                                bidirectional=True, rngs=rngs)
             features += self.char_encoder.out_features
         else:
-            self.char_vocab_size = None
             self.char_embed = None
             self.char_encoder = None
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0.0 else None
@@ -148,8 +154,6 @@ class Tagger(ConfiguredModel):
         self.head = nnx.Linear(self.encoder.out_features, num_tags, rngs=rngs)
         self.crf = (CRF(num_tags, constraints=constraints, tag_names=tag_names, rngs=rngs)
                     if crf else None)
-        if not crf and tag_names is not None and len(tag_names) != num_tags:
-            raise ValueError(f"tag_names must name num_tags={num_tags} tags; got {len(tag_names)}")
 
     def _char_features(self, chars: Any, shape: tuple[int, int]) -> Array:
         """``[B, T, 2 * char_units]``: the char BiLSTM's final states for every word."""
