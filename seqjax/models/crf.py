@@ -130,6 +130,10 @@ class CRFConfig:
     tag_names: tuple[str, ...] | None = None
 
 
+def _nested_tuple(array: np.ndarray) -> Any:
+    return tuple(_nested_tuple(a) for a in array) if array.ndim > 1 else tuple(array.tolist())
+
+
 def check_tags(tags: Any, shape: tuple[int, ...], num_tags: int, like: str) -> Array:
     """``tags`` as int32 ``shape``; ids outside ``[0, num_tags)`` raise where concrete."""
     tags = jnp.asarray(tags)
@@ -200,7 +204,7 @@ class CRF(ConfiguredModel):
         self.config = CRFConfig(num_tags=num_tags, constraints=constraints, tag_names=tag_names)
         self.num_tags = num_tags
         # Plain tuples (static, hashable), never a Variable: the mask is fixed, not state.
-        self._allowed = None if allowed is None else tuple(tuple(a.tolist()) for a in allowed)
+        self._allowed = None if allowed is None else tuple(_nested_tuple(a) for a in allowed)
 
         def uniform(key, shape):
             return jax.random.uniform(key, shape, jnp.float32, -0.1, 0.1)
