@@ -6,6 +6,8 @@ fields (``model.config``; ``Model.from_config(config, rngs=...)``), and :func:`s
 :func:`load` write and read a model with its config beside its weights.
 """
 
+from .classifier import Classifier as Classifier
+from .classifier import ClassifierConfig as ClassifierConfig
 from .config import ConfiguredModel as ConfiguredModel
 from .config import config_from_json as config_from_json
 from .config import config_to_json as config_to_json
@@ -16,6 +18,8 @@ from .crf import CRFConfig as CRFConfig
 from .crf import bio_constraints as bio_constraints
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
+from .summary import count_params as count_params
+from .summary import summary as summary
 from .tagger import Tagger as Tagger
 from .tagger import TaggerConfig as TaggerConfig
 from .tagger import word_chars as word_chars
@@ -24,6 +28,8 @@ __all__ = [
     "CELL_NAMES",
     "CRF",
     "CRFConfig",
+    "Classifier",
+    "ClassifierConfig",
     "ConfiguredModel",
     "RecurrentStack",
     "Tagger",
@@ -31,7 +37,9 @@ __all__ = [
     "bio_constraints",
     "config_from_json",
     "config_to_json",
+    "count_params",
     "load",
     "save",
+    "summary",
     "word_chars",
 ]
