@@ -211,8 +211,9 @@ def test_bad_inputs_raise():
     # ids closed over by a jitted function are concrete: checked, not traced (no error here)
     np.testing.assert_allclose(jax.jit(lambda: model(tokens, mask))(), model(tokens, mask),
                                rtol=1e-6)
+    bad = tokens.at[0, 0].set(V)
     with pytest.raises(ValueError, match=r"tokens must lie in"):
-        jax.jit(lambda: model(tokens.at[0, 0].set(V), mask))()
+        jax.jit(lambda: model(bad, mask))()
     with pytest.raises(ValueError, match="tokens must have maxlen=6 steps"):
         build("flatten")(tokens, mask)
     with pytest.raises(ValueError, match="at least kernel_size=3 steps"):
