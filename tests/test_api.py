@@ -21,12 +21,21 @@ def test_public_surface():
     assert not [n for n in sj.__all__ if n.startswith("_")]
 
 
+def test_models_surface():
+    assert {"Classifier", "summary", "count_params", "save", "load"} <= set(sj.models.__all__)
+    for name in sj.models.__all__:
+        assert hasattr(sj.models, name), name
+
+
 def test_nn_surface():
     assert {"RNN", "Bidirectional", "Stacked", "SimpleRNN", "LSTM", "GRU"} <= set(sj.nn.__all__)
 
 
-@pytest.mark.parametrize("module", ["seqjax.cells", "seqjax.rnn", "seqjax.nn",
-                                    "seqjax.models.crf", "seqjax.models.tagger"])
+@pytest.mark.parametrize("module", [
+    "seqjax.cells", "seqjax.rnn", "seqjax.nn",
+    "seqjax.models.config", "seqjax.models.layers", "seqjax.models.classifier",
+    "seqjax.models.summary", "seqjax.models.crf", "seqjax.models.tagger",
+])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -67,7 +67,10 @@ def test_a_keras_like_row_per_layer(stacked):
     assert by_name["embed"] == ("(3, 7, 8)", 50 * 8)
     assert by_name["head.0"] == ("(3, 5)", 8 * 5 + 5)
     assert by_name["out"] == ("(3, 1)", 5 + 1)
-    assert by_name["dropout"][1] == 0
+    assert by_name["dropout"] == ("(3, 7, 12)", 0)
+    # (carries, ys): the carries as a group, n equal shapes as "n x shape"
+    assert by_name["layers.0"][0] == "[4 x (3, 6)], (3, 7, 12)"
+    assert by_name["layers.1"][0] == "[4 x (3, 4)], (3, 7, 8)"
     lstm = lambda i, u: 2 * 4 * (i * u + u * u + u)  # noqa: E731  (bidirectional LSTM)
     assert by_name["layers.0"][1] == lstm(8, 6)
     assert by_name["layers.1"][1] == lstm(12, 4)

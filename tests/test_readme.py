@@ -11,6 +11,13 @@ README = pathlib.Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
+def block(marker):
+    """The README block whose first line is the comment ``# <marker>``."""
+    found = [b for b in BLOCKS if b.splitlines()[0].strip() == f"# {marker}"]
+    assert len(found) == 1, f"expected one README block starting with '# {marker}'"
+    return found[0]
+
+
 def test_readme_has_examples():
     assert len(BLOCKS) >= 2
 
@@ -34,3 +41,18 @@ def test_data_and_fit_example_runs(tmp_path, monkeypatch):
     history = namespace["history"].history
     assert history["val_accuracy"][-1] > 0.65  # chance is 0.5
     assert (tmp_path / "mr_history.json").exists()
+
+
+@pytest.mark.slow
+def test_models_classifier_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the example saves a model in the working directory
+    namespace = {}
+    exec(compile(block("models: classifier"), "README models: classifier", "exec"), namespace)
+    assert namespace["logits"].shape == (2,)
+    assert "Total params: 635,329" in capsys.readouterr().out  # the Keras count of that model
+    history = namespace["history"].history
+    assert history["loss"][-1] < history["loss"][0]
+    restored, lstm = namespace["restored"], namespace["lstm"]
+    tokens, mask = namespace["tokens"], namespace["mask"]
+    assert restored.config == lstm.config
+    assert (restored(tokens, mask) == lstm(tokens, mask)).all()

@@ -20,19 +20,19 @@ Example:
   >>> tokens = jnp.ones((2, 7), jnp.int32)
   >>> print(sj.models.summary(clf, tokens, tokens != 0))
   Model: "Classifier"
-  _________________________________________________________
-   Layer (type)                Output Shape         Param #
-  =========================================================
-   embed (Embed)               (2, 7, 8)                800
-   encoder (RecurrentStack)    (2, 4), (2, 7, 4)        168
-     layers.0 (RNN)            (2, 4), (2, 7, 4)        168
-   head.0 (Linear)             (2, 6)                    30
-   out (Linear)                (2, 1)                     7
-  =========================================================
+  ___________________________________________________________
+   Layer (type)                Output Shape           Param #
+  ===========================================================
+   embed (Embed)               (2, 7, 8)                  800
+   encoder (RecurrentStack)    [(2, 4)], (2, 7, 4)        168
+     layers.0 (RNN)            [(2, 4)], (2, 7, 4)        168
+   head.0 (Linear)             (2, 6)                      30
+   out (Linear)                (2, 1)                       7
+  ===========================================================
   Total params: 1,005
   Trainable params: 1,005
   Non-trainable params: 0
-  _________________________________________________________
+  ___________________________________________________________
   >>> sj.models.count_params(clf)
   1005
 """
@@ -85,9 +85,34 @@ def _modules(model: nnx.Module) -> dict[tuple, nnx.Module]:
             and path and _public(path)}
 
 
+def _leaf_shapes(tree: Any) -> list[str]:
+    """Shapes of the arrays in ``tree``; a run of n equal shapes reads ``n x (..)``."""
+    shapes = [str(tuple(int(d) for d in leaf.shape)) for leaf in jax.tree.leaves(tree)
+              if hasattr(leaf, "shape")]
+    runs: list[list] = []
+    for shape in shapes:
+        if runs and runs[-1][0] == shape:
+            runs[-1][1] += 1
+        else:
+            runs.append([shape, 1])
+    return [shape if count == 1 else f"{count} x {shape}" for shape, count in runs]
+
+
 def _shapes(out: Any) -> list[str]:
-    leaves = jax.tree.leaves(out)
-    return [str(tuple(int(d) for d in leaf.shape)) for leaf in leaves if hasattr(leaf, "shape")]
+    """One entry per element of a tuple/list/dict output (a bracketed group where an element
+    is itself a pytree, such as a carry), or the shape of a single array."""
+    if hasattr(out, "shape"):
+        return _leaf_shapes(out)
+    elements = list(out.values()) if isinstance(out, dict) else (
+        list(out) if isinstance(out, (tuple, list)) else [out])
+    texts = []
+    for element in elements:
+        shapes = _leaf_shapes(element)
+        if hasattr(element, "shape") or (len(elements) == 1 and shapes):
+            texts.extend(shapes)
+        elif shapes:
+            texts.append("[" + ", ".join(shapes) + "]")
+    return texts
 
 
 def _pack(shapes: list[str]) -> list[str]:
@@ -119,8 +144,7 @@ def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
         args, kw = jax.tree.unflatten(treedef, leaves)
         clone = nnx.merge(graphdef, state)
         paths = {id(node): path for path, node in _modules(clone).items()}
-        types = {type(node) for node in _modules(clone).values()
-                 if callable(getattr(type(node), "__call__", None))}
+        types = {type(node) for node in _modules(clone).values() if callable(node)}
         originals = {t: t.__call__ for t in types}
         saved = {t: t.__dict__.get("__call__", _MISSING) for t in types}
         counter = itertools.count()
@@ -144,7 +168,7 @@ def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
 
         try:
             for t in types:
-                setattr(t, "__call__", wrap(originals[t]))
+                t.__call__ = wrap(originals[t])
             fn = getattr(clone, method) if isinstance(method, str) else (
                 lambda *a, **k: method(clone, *a, **k))
             return fn(*args, **kw)
@@ -153,7 +177,7 @@ def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
                 if saved[t] is _MISSING:
                     delattr(t, "__call__")
                 else:
-                    setattr(t, "__call__", saved[t])
+                    t.__call__ = saved[t]
 
     jax.eval_shape(run, state, [flat[i] for i in dynamic])
     return records
@@ -176,7 +200,9 @@ def summary(model: nnx.Module, *inputs: Any, method: str | Callable = "__call__"
 
     Returns:
       The table as a string (print it). Output shapes are the concrete shapes of this call (the
-      batch size included); a module returning a pytree shows each array's shape.
+      batch size included). A module returning a tuple shows each element's shape, an element
+      that is itself a pytree (e.g. the carries of ``(carries, ys)``) as a bracketed group,
+      where ``4 x (2, 64)`` stands for four arrays of that shape.
     """
     if not isinstance(model, nnx.Module):
         raise ValueError(f"model must be an nnx.Module; got {type(model).__name__}")
