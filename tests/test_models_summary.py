@@ -156,3 +156,41 @@ def test_bad_arguments_raise():
         sj.models.summary(model, xs, method="decode")
     with pytest.raises(ValueError, match="depth must be a positive int"):
         sj.models.summary(model, xs, depth=0)
+
+
+class Chain(nnx.Module):
+    """Variables held by the model itself, as a CRF holds its transitions."""
+
+    def __init__(self, rngs):
+        self.transitions = nnx.Param(jnp.zeros((3, 3)))
+        self.emit = nnx.Linear(2, 3, rngs=rngs)
+
+    def score(self, xs):
+        return self.emit(xs) @ self.transitions[...]
+
+
+def test_the_models_own_variables_are_rows():
+    table = sj.models.summary(Chain(nnx.Rngs(0)), jnp.ones((4, 2)), method="score")
+    assert [(name, kind, shape, params) for _, name, kind, shape, params in rows(table)] == [
+        ("transitions", "Param", "(3, 3)", 9), ("emit", "Linear", "(4, 3)", 9)]
+    assert totals(table)["Total"] == 18
+
+
+class Decoder(nnx.Module):
+    """Decodes through a view with dropout off, as the language model's sampling does."""
+
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(3, 3, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.cell = nnx.Linear(3, 3, rngs=rngs)
+
+    def decode(self, x, steps):
+        model = nnx.view(self, deterministic=True)
+        x = model.drop(model.dense(x))
+        return jax.lax.fori_loop(0, steps, lambda _, h: jnp.tanh(model.cell(h)), x)
+
+
+def test_views_sharing_the_models_variables_are_recorded():
+    table = sj.models.summary(Decoder(nnx.Rngs(0)), jnp.ones((2, 3)), 4, method="decode")
+    assert [(name, shape) for _, name, _, shape, _ in rows(table)] == [
+        ("dense", "(2, 3)"), ("drop", "(2, 3)"), ("cell", "(2, 3)")]

@@ -3,13 +3,17 @@
 :func:`summary` runs the model abstractly (``jax.eval_shape``: shapes only, nothing computed) and
 records the output shape of every submodule that is called, by wrapping the ``__call__`` of the
 submodules' classes for the duration of the trace (the approach of ``flax.nnx.tabulate``, whose
-rich-text table is not Keras-like). Rows are the model's submodules, depth-first: children in the
-order they are first called, then those holding variables that are not called (output shape
-``-``; hidden under a called parent, which then uses their params itself as
-``seqjax.nn.Bidirectional`` does), each indented under its parent and named by its attribute
-path relative to it (``nnx.List``/``nnx.Dict`` containers are no rows: ``head.0``). A row's
-``Param #`` counts the ``nnx.Param`` entries of its whole subtree, so a parent's count includes
-its children's; the totals count every variable once.
+rich-text table is not Keras-like). Calls through a view of the model (``nnx.view``, sharing its
+Variables) count as the model's.
+
+Rows are the model's submodules, depth-first, each indented under its parent and named by its
+attribute path relative to it (``nnx.List``/``nnx.Dict`` containers are no rows: ``head.0``):
+children in the order they are first called, then those holding variables that are not called
+through their ``__call__`` (output shape ``-``; hidden under a called parent, which then uses
+their params itself, as ``seqjax.nn.Bidirectional`` does). Variables the model holds itself (a
+CRF's transitions) come first, a row each with the variable's shape. A row's ``Param #`` counts
+the ``nnx.Param`` entries of its whole subtree, so a parent's count includes its children's; the
+totals count every variable once.
 
 Example:
   >>> import jax.numpy as jnp
@@ -128,6 +132,11 @@ def _pack(shapes: list[str]) -> list[str]:
     return lines or ["()"]
 
 
+def _variables_key(module: nnx.Module) -> tuple[type, frozenset]:
+    return type(module), frozenset(id(node) for _, node in nnx.iter_graph(module)
+                                   if isinstance(node, nnx.Variable))
+
+
 def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
                   kwargs: dict) -> dict[tuple, tuple[int, list[str]]]:
     """``{path: (call order, output shapes)}`` of the submodules called, traced abstractly."""
@@ -143,8 +152,16 @@ def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
             leaves[i] = array
         args, kw = jax.tree.unflatten(treedef, leaves)
         clone = nnx.merge(graphdef, state)
-        paths = {id(node): path for path, node in _modules(clone).items()}
-        types = {type(node) for node in _modules(clone).values() if callable(node)}
+        modules = _modules(clone)
+        paths = {id(node): path for path, node in modules.items()}
+        # Views of the model (nnx.view, e.g. to switch dropout off while decoding) are new
+        # module objects sharing the model's Variables: they are found by those.
+        shared: dict[tuple, tuple] = {}
+        for path, node in sorted(modules.items(), key=lambda item: len(item[0])):
+            key = _variables_key(node)
+            if key[1]:
+                shared.setdefault(key, path)
+        types = {type(node) for node in modules.values() if callable(node)}
         originals = {t: t.__call__ for t in types}
         saved = {t: t.__dict__.get("__call__", _MISSING) for t in types}
         counter = itertools.count()
@@ -153,6 +170,8 @@ def _call_records(model: nnx.Module, method: str | Callable, inputs: tuple,
         def wrap(call):
             def recording_call(self, *a, **k):
                 path = paths.get(id(self))
+                if path is None and shared:
+                    path = shared.get(_variables_key(self))
                 # a subclass's __call__ reaching its parent's (super()) is one call, not two
                 if path is None or id(self) in active:
                     return call(self, *a, **k)
@@ -248,6 +267,14 @@ def summary(model: nnx.Module, *inputs: Any, method: str | Callable = "__call__"
             rows.append((label, shape, f"{subtree(trainable, path):,}"))
             visit(path, level + 1)
 
+    own = [(path, variable) for path, variable in nnx.to_flat_state(nnx.state(model))
+           if len(path) == 1 and _public(tuple(path)) and not isinstance(variable, nnx.RngState)]
+    for (name,), variable in own:
+        value = variable.get_value()
+        shape = str(tuple(int(d) for d in np.shape(value)))
+        size = int(np.prod(np.shape(value)))
+        rows.append((f"{name} ({type(variable).__name__})", [shape],
+                     f"{size if isinstance(variable, nnx.Param) else 0:,}"))
     visit((), 0)
     total_trainable = sum(trainable.values())
     total_other = sum(other.values())
