@@ -190,12 +190,11 @@ class Classifier(ConfiguredModel):
         recurrent = encoder in CELL_NAMES
         if isinstance(head, (int, np.integer)):
             head = (head,)
-        try:
-            head = tuple(head)
-        except TypeError:
-            raise ValueError(f"head must be a tuple of positive ints; got {head!r}") from None
-        head = tuple(_positive_int(h, "head", f"a tuple of positive ints (got {head!r}), so")
-                     for h in head)
+        if isinstance(head, str) or not isinstance(head, Sequence) or any(
+                isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
+                for h in head):
+            raise ValueError(f"head must be a tuple of positive ints (Dense widths); got {head!r}")
+        head = tuple(int(h) for h in head)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
                 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}")
