@@ -14,6 +14,9 @@ from .config import save as save
 from .crf import CRF as CRF
 from .crf import CRFConfig as CRFConfig
 from .crf import bio_constraints as bio_constraints
+from .decoding import Decoded as Decoded
+from .decoding import beam_search as beam_search
+from .decoding import sample as sample
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
 from .tagger import Tagger as Tagger
@@ -25,13 +28,16 @@ __all__ = [
     "CRF",
     "CRFConfig",
     "ConfiguredModel",
+    "Decoded",
     "RecurrentStack",
     "Tagger",
     "TaggerConfig",
+    "beam_search",
     "bio_constraints",
     "config_from_json",
     "config_to_json",
     "load",
+    "sample",
     "save",
     "word_chars",
 ]
