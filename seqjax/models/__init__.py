@@ -17,6 +17,11 @@ from .crf import bio_constraints as bio_constraints
 from .decoding import Decoded as Decoded
 from .decoding import beam_search as beam_search
 from .decoding import sample as sample
+from .attention import ATTENTION_NAMES as ATTENTION_NAMES
+from .attention import BahdanauAttention as BahdanauAttention
+from .attention import LuongAttention as LuongAttention
+from .language_model import LanguageModel as LanguageModel
+from .language_model import LanguageModelConfig as LanguageModelConfig
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
 from .tagger import Tagger as Tagger
@@ -24,11 +29,16 @@ from .tagger import TaggerConfig as TaggerConfig
 from .tagger import word_chars as word_chars
 
 __all__ = [
+    "ATTENTION_NAMES",
+    "BahdanauAttention",
     "CELL_NAMES",
     "CRF",
     "CRFConfig",
     "ConfiguredModel",
     "Decoded",
+    "LanguageModel",
+    "LanguageModelConfig",
+    "LuongAttention",
     "RecurrentStack",
     "Tagger",
     "TaggerConfig",
