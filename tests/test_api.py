@@ -25,8 +25,11 @@ def test_nn_surface():
     assert {"RNN", "Bidirectional", "Stacked", "SimpleRNN", "LSTM", "GRU"} <= set(sj.nn.__all__)
 
 
-@pytest.mark.parametrize("module", ["seqjax.cells", "seqjax.rnn", "seqjax.nn",
-                                    "seqjax.models.crf", "seqjax.models.tagger"])
+@pytest.mark.parametrize("module", [
+    "seqjax.cells", "seqjax.rnn", "seqjax.nn", "seqjax.models.crf", "seqjax.models.tagger",
+    "seqjax.models.decoding", "seqjax.models.attention", "seqjax.models.language_model",
+    "seqjax.models.seq2seq",
+])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

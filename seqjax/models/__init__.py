@@ -6,6 +6,9 @@ fields (``model.config``; ``Model.from_config(config, rngs=...)``), and :func:`s
 :func:`load` write and read a model with its config beside its weights.
 """
 
+from .attention import ATTENTION_NAMES as ATTENTION_NAMES
+from .attention import BahdanauAttention as BahdanauAttention
+from .attention import LuongAttention as LuongAttention
 from .config import ConfiguredModel as ConfiguredModel
 from .config import config_from_json as config_from_json
 from .config import config_to_json as config_to_json
@@ -17,13 +20,12 @@ from .crf import bio_constraints as bio_constraints
 from .decoding import Decoded as Decoded
 from .decoding import beam_search as beam_search
 from .decoding import sample as sample
-from .attention import ATTENTION_NAMES as ATTENTION_NAMES
-from .attention import BahdanauAttention as BahdanauAttention
-from .attention import LuongAttention as LuongAttention
 from .language_model import LanguageModel as LanguageModel
 from .language_model import LanguageModelConfig as LanguageModelConfig
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
+from .seq2seq import Seq2Seq as Seq2Seq
+from .seq2seq import Seq2SeqConfig as Seq2SeqConfig
 from .tagger import Tagger as Tagger
 from .tagger import TaggerConfig as TaggerConfig
 from .tagger import word_chars as word_chars
@@ -40,6 +42,8 @@ __all__ = [
     "LanguageModelConfig",
     "LuongAttention",
     "RecurrentStack",
+    "Seq2Seq",
+    "Seq2SeqConfig",
     "Tagger",
     "TaggerConfig",
     "beam_search",
