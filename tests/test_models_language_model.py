@@ -175,6 +175,9 @@ def test_config_round_trip_and_save_load(tmp_path):
     loaded = sj.models.load(tmp_path)
     tokens = random_tokens(7, (2, 5))
     np.testing.assert_array_equal(loaded.log_prob(tokens), lm.log_prob(tokens))
+    # numpy ints (e.g. a tokenizer's vocab_size) become plain JSON ints
+    numpy_sized = make_lm(vocab_size=np.int64(V), units=np.int32(8))
+    assert json.loads(sj.models.config_to_json(numpy_sized))["config"]["vocab_size"] == V
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -158,7 +158,7 @@ def test_overfits_a_tiny_batch(name):
 
 
 def test_config_round_trip_and_save_load(tmp_path):
-    s2s = make("luong-bi", num_layers=2, dropout=0.1)
+    s2s = make("luong-bi", num_layers=2, dropout=0.1, tgt_vocab_size=np.int64(VT))
     text = sj.models.config_to_json(s2s)
     assert json.loads(text)["config"] == dataclasses.asdict(s2s.config)
     assert sj.models.config_from_json(text).config == s2s.config

@@ -92,12 +92,13 @@ class LanguageModel(ConfiguredModel):
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, units: int = 256, cell: str = "lstm",
                  num_layers: int = 2, dropout: float = 0.0, *, rngs: nnx.Rngs):
-        self.config = LanguageModelConfig(vocab_size, embed_dim, units, cell, num_layers,
-                                          float(dropout))
-        self.vocab_size = _positive(vocab_size, "vocab_size")
+        self.vocab_size = vocab_size = _positive(vocab_size, "vocab_size")
+        embed_dim = _positive(embed_dim, "embed_dim")
         units = _positive(units, "units")
         num_layers = _positive(num_layers, "num_layers")
-        self.embed = nnx.Embed(vocab_size, _positive(embed_dim, "embed_dim"), rngs=rngs)
+        self.config = LanguageModelConfig(vocab_size, embed_dim, units, str(cell), num_layers,
+                                          float(dropout))
+        self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         self.rnn = RecurrentStack(cell, embed_dim, (units,) * num_layers, dropout=dropout,
                                   rngs=rngs)
         self.head = nnx.Linear(units, vocab_size, rngs=rngs)

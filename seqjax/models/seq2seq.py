@@ -125,17 +125,18 @@ class Seq2Seq(ConfiguredModel):
                  units: int = 128, cell: str = "lstm", num_layers: int = 1,
                  attention: str | None = None, bidirectional_encoder: bool = False,
                  dropout: float = 0.0, *, rngs: nnx.Rngs):
-        self.config = Seq2SeqConfig(src_vocab_size, tgt_vocab_size, embed_dim, units, cell,
-                                    num_layers, attention, bool(bidirectional_encoder),
-                                    float(dropout))
-        self.src_vocab_size = _positive(src_vocab_size, "src_vocab_size")
-        self.tgt_vocab_size = _positive(tgt_vocab_size, "tgt_vocab_size")
+        self.src_vocab_size = src_vocab_size = _positive(src_vocab_size, "src_vocab_size")
+        self.tgt_vocab_size = tgt_vocab_size = _positive(tgt_vocab_size, "tgt_vocab_size")
         embed_dim = _positive(embed_dim, "embed_dim")
         self.units = units = _positive(units, "units")
-        layer_units = (units,) * _positive(num_layers, "num_layers")
+        num_layers = _positive(num_layers, "num_layers")
+        layer_units = (units,) * num_layers
         fields = len(make_cell(cell, units).initial_carry((1,)))
         if attention is not None and not isinstance(attention, str):
             raise ValueError(f"attention must be None, 'bahdanau' or 'luong'; got {attention!r}")
+        self.config = Seq2SeqConfig(src_vocab_size, tgt_vocab_size, embed_dim, units, cell,
+                                    num_layers, attention, bool(bidirectional_encoder),
+                                    float(dropout))
 
         self.src_embed = nnx.Embed(src_vocab_size, embed_dim, rngs=rngs)
         self.encoder = RecurrentStack(cell, embed_dim, layer_units,
