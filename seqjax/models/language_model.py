@@ -21,20 +21,6 @@ of the batch continuing its own stream), the carry handed on with ``jax.lax.stop
 ``<EOS>`` and ``<UNK>`` come from the tokenizers (:class:`seqjax.data.CharTokenizer`,
 :class:`seqjax.data.WordTokenizer`): ``lm.sample(..., eos_id=tok.eos_id, banned_ids=(tok.unk_id,))``
 stops at the end of a sequence and never samples the unknown token.
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> from flax import nnx
-  >>> import seqjax as sj
-  >>> lm = sj.models.LanguageModel(vocab_size=20, embed_dim=8, units=16, num_layers=1,
-  ...                              rngs=nnx.Rngs(0))
-  >>> tokens = jnp.array([[3, 4, 5, 6], [7, 8, 9, 0]])
-  >>> mask = tokens > 0
-  >>> logits, carry = lm(tokens, mask)
-  >>> logits.shape, lm.log_prob(tokens, mask).shape
-  ((2, 4, 20), (2,))
-  >>> lm.sample(jax.random.key(0), tokens[:, :2], max_len=5, banned_ids=(0,)).shape
-  (2, 5)
 """
 
 from __future__ import annotations
@@ -77,6 +63,20 @@ class LanguageModelConfig:
 
 class LanguageModel(ConfiguredModel):
     """Embedding -> ``num_layers`` unidirectional recurrent layers -> Dense(V) at every step.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import seqjax as sj
+      >>> lm = sj.models.LanguageModel(vocab_size=20, embed_dim=8, units=16, num_layers=1,
+      ...                              rngs=nnx.Rngs(0))
+      >>> tokens = jnp.array([[3, 4, 5, 6], [7, 8, 9, 0]])
+      >>> mask = tokens > 0
+      >>> logits, carry = lm(tokens, mask)
+      >>> logits.shape, lm.log_prob(tokens, mask).shape
+      ((2, 4, 20), (2,))
+      >>> lm.sample(jax.random.key(0), tokens[:, :2], max_len=5, banned_ids=(0,)).shape
+      (2, 5)
 
     Args:
       vocab_size: V (ids ``0 .. V-1``).

@@ -23,20 +23,6 @@ embedded previous token, K: the encoder outputs, masked by the source mask):
 With a bidirectional encoder each layer's ``(forward, backward)`` final carries become that
 decoder layer's initial carry through a learned bridge: every carry field (``h``, and ``c`` for an
 LSTM) is ``tanh(W [forward; backward] + b)``, so the decoder keeps ``units`` units.
-
-Example:
-  >>> import jax.numpy as jnp
-  >>> from flax import nnx
-  >>> import seqjax as sj
-  >>> s2s = sj.models.Seq2Seq(src_vocab_size=10, tgt_vocab_size=12, embed_dim=8, units=16,
-  ...                         attention="luong", rngs=nnx.Rngs(0))
-  >>> src = jnp.array([[4, 5, 6, 0], [7, 8, 9, 5]])
-  >>> tgt_in = jnp.array([[1, 6, 5], [1, 5, 9]])    # <BOS> = 1
-  >>> s2s(src, src > 0, tgt_in).shape
-  (2, 3, 12)
-  >>> out = s2s.generate(src, src > 0, bos_id=1, eos_id=2, max_len=5, beam_size=3)
-  >>> out.tokens.shape, out.scores.shape, out.attention.shape
-  ((2, 5), (2,), (2, 5, 4))
 """
 
 from __future__ import annotations
@@ -105,6 +91,20 @@ def _dropout_key(stack: RecurrentStack) -> Array | None:
 
 class Seq2Seq(ConfiguredModel):
     """Encoder-decoder with optional attention (see the module docstring for the equations).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import seqjax as sj
+      >>> s2s = sj.models.Seq2Seq(src_vocab_size=10, tgt_vocab_size=12, embed_dim=8, units=16,
+      ...                         attention="luong", rngs=nnx.Rngs(0))
+      >>> src = jnp.array([[4, 5, 6, 0], [7, 8, 9, 5]])
+      >>> tgt_in = jnp.array([[1, 6, 5], [1, 5, 9]])    # <BOS> = 1
+      >>> s2s(src, src > 0, tgt_in).shape
+      (2, 3, 12)
+      >>> out = s2s.generate(src, src > 0, bos_id=1, eos_id=2, max_len=5, beam_size=3)
+      >>> out.tokens.shape, out.scores.shape, out.attention.shape
+      ((2, 5), (2,), (2, 5, 4))
 
     Args:
       src_vocab_size: Vs, the source vocabulary.
