@@ -7,7 +7,10 @@ Dimension letters:
   H  hidden units
   G  gates of a cell (LSTM 4: i, f, g, o; GRU 3: r, z, n; SimpleRNN 1)
   V  vocabulary size
-  L  layers
+  L  layers; in seq2seq models, the target length
+  S  source length (seq2seq, attention)
+  N  rows decoded at once (batch, or batch x beams in beam search)
+  A  attention size (Bahdanau's projected keys)
 
 Layout: public functions take batch-major ``[B, T, I]`` by default (``time_major=False``, the Flax
 and Keras convention); kernels work time-major ``[T, B, I]`` and the transpose happens once, at the

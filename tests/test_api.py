@@ -35,6 +35,8 @@ def test_nn_surface():
     "seqjax.cells", "seqjax.rnn", "seqjax.nn",
     "seqjax.models.config", "seqjax.models.layers", "seqjax.models.classifier",
     "seqjax.models.summary", "seqjax.models.crf", "seqjax.models.tagger",
+    "seqjax.models.decoding", "seqjax.models.attention", "seqjax.models.language_model",
+    "seqjax.models.seq2seq",
 ])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

@@ -6,6 +6,9 @@ fields (``model.config``; ``Model.from_config(config, rngs=...)``), and :func:`s
 :func:`load` write and read a model with its config beside its weights.
 """
 
+from .attention import ATTENTION_NAMES as ATTENTION_NAMES
+from .attention import BahdanauAttention as BahdanauAttention
+from .attention import LuongAttention as LuongAttention
 from .classifier import Classifier as Classifier
 from .classifier import ClassifierConfig as ClassifierConfig
 from .config import ConfiguredModel as ConfiguredModel
@@ -16,8 +19,15 @@ from .config import save as save
 from .crf import CRF as CRF
 from .crf import CRFConfig as CRFConfig
 from .crf import bio_constraints as bio_constraints
+from .decoding import Decoded as Decoded
+from .decoding import beam_search as beam_search
+from .decoding import sample as sample
+from .language_model import LanguageModel as LanguageModel
+from .language_model import LanguageModelConfig as LanguageModelConfig
 from .layers import CELL_NAMES as CELL_NAMES
 from .layers import RecurrentStack as RecurrentStack
+from .seq2seq import Seq2Seq as Seq2Seq
+from .seq2seq import Seq2SeqConfig as Seq2SeqConfig
 from .summary import count_params as count_params
 from .summary import summary as summary
 from .tagger import Tagger as Tagger
@@ -25,20 +35,30 @@ from .tagger import TaggerConfig as TaggerConfig
 from .tagger import word_chars as word_chars
 
 __all__ = [
+    "ATTENTION_NAMES",
+    "BahdanauAttention",
     "CELL_NAMES",
     "CRF",
     "CRFConfig",
     "Classifier",
     "ClassifierConfig",
     "ConfiguredModel",
+    "Decoded",
+    "LanguageModel",
+    "LanguageModelConfig",
+    "LuongAttention",
     "RecurrentStack",
+    "Seq2Seq",
+    "Seq2SeqConfig",
     "Tagger",
     "TaggerConfig",
+    "beam_search",
     "bio_constraints",
     "config_from_json",
     "config_to_json",
     "count_params",
     "load",
+    "sample",
     "save",
     "summary",
     "word_chars",

@@ -183,12 +183,16 @@ class RecurrentStack(nnx.Module):
             return jnp.concatenate([top[0].h, top[1].h], axis=-1)
         return top.h
 
-    def step(self, x_t: Array, carries: Sequence[Carry]) -> tuple[tuple[Carry, ...], Array]:
+    def step(self, x_t: Array, carries: Sequence[Carry], *,
+             rngs: jax.Array | None = None) -> tuple[tuple[Carry, ...], Array]:
         """One time step through every layer (unidirectional stacks only; decoding).
 
         Args:
           x_t: ``[N, I]``.
           carries: one carry per layer.
+          rngs: a PRNG key for the dropout between layers, for steps run inside ``lax.scan`` or
+            ``lax.while_loop`` (where the module's own dropout stream cannot advance); None uses
+            the stream.
 
         Returns:
           ``(carries, y_t [N, out_features])``.
@@ -201,5 +205,6 @@ class RecurrentStack(nnx.Module):
             carry, x_t = layer.cell.apply(layer.params, carry, x_t)
             new.append(carry)
             if index < last and self.dropout is not None:
-                x_t = self.dropout(x_t)
+                key = None if rngs is None else jax.random.fold_in(rngs, index)
+                x_t = self.dropout(x_t, rngs=key)
         return tuple(new), x_t
