@@ -56,3 +56,23 @@ def test_models_classifier_example_runs(tmp_path, monkeypatch, capsys):
     tokens, mask = namespace["tokens"], namespace["mask"]
     assert restored.config == lstm.config
     assert (restored(tokens, mask) == lstm(tokens, mask)).all()
+
+
+@pytest.mark.slow
+def test_models_language_model_example_runs(capsys):
+    namespace = {}
+    exec(compile(block("models: language model"), "README models: language model", "exec"),
+         namespace)
+    out, tok = namespace["out"], namespace["tok"]
+    assert out.shape == (1, 20) and tok.unk_id not in set(out[0].tolist())
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("he") and len(printed) > 2
+
+
+@pytest.mark.slow
+def test_models_seq2seq_example_runs():
+    namespace = {}
+    exec(compile(block("models: seq2seq"), "README models: seq2seq", "exec"), namespace)
+    src, out = namespace["src"], namespace["out"]
+    assert out.tokens.shape == (3, 7) and out.attention.shape == (3, 7, 6)
+    assert (out.tokens[:, :6] == src[:3, ::-1]).all() and (out.tokens[:, 6] == 2).all()
