@@ -8,7 +8,7 @@ import sys
 import pytest
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
-EXPERIMENTS = ["longrange"]
+EXPERIMENTS = ["imdb_course", "longrange", "charlm"]
 
 
 def _load(name):
