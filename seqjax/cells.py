@@ -15,6 +15,19 @@ Every cell emits its new hidden state as output (``y_t = h_t``).
 Precision: ``project`` computes in the input's dtype; ``step`` computes in the carry's dtype
 (float32 when inputs are bfloat16; :func:`seqjax.rnn` chooses it) and casts the output back to the
 input's dtype.
+
+The cells' math is written here once as the definition, and again, with hand-written gradients,
+in the fast backends; a change to a cell changes every one of these (the backend tests compare
+each against ``reference``, which runs the ``step`` functions here):
+
+* ``seqjax/kernels/fused.py``: ``_rnn_forward/_backward``, ``_lstm_forward/_backward``,
+  ``_gru_forward/_backward/_recurrent_grads`` (SimpleRNN, LSTM, GRU in both forms);
+* ``seqjax/kernels/sequential.py``: ``_coefficients``, ``_coefficients_vjp`` (minGRU, minLSTM);
+* ``seqjax/kernels/parallel.py``: ``_log_coefficients``, ``_log_g`` (minGRU, minLSTM, log space);
+* ``seqjax/kernels/pallas_cells.py``: ``lstm_forward/_backward``, ``gru_forward/_backward``
+  (the GPU and TPU kernels' per-gate tiles);
+* ``seqjax/kernels/native.cc``: ``LstmCell``, ``GruCell``, ``min_forward_tile``,
+  ``min_row_gradients``, ``min_lstm_gates``, ``positive_g`` (the CPU kernels).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ __all__ = [
     "GRUParams",
     "GRUCarry",
     "MinParams",
+    "MIN_KINDS",
     "simple_rnn",
     "lstm",
     "gru",
@@ -70,6 +84,12 @@ class CellSpec:
     activation: str = "tanh"
     reset_after: bool = True
     unit_forget_bias: bool = False
+
+
+#: The kinds of the cells whose recurrence is linear in ``h`` (``h_t = a_t h_{t-1} + b_t``, with
+#: ``a_t, b_t`` from ``x_t`` alone, no recurrent matmul): minGRU and minLSTM. Backends dispatch on
+#: it (``parallel``, ``sequential``, ``native``'s min kernels).
+MIN_KINDS = ("min_gru", "min_lstm")
 
 
 class Cell(NamedTuple):

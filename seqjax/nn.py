@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqjax import cells as _cells
-from seqjax.rnn import MERGE_MODES, _merge, bidirectional, rnn
+from seqjax.rnn import MERGE_MODES, bidirectional, merge_directions, rnn
 from seqjax.types import Array, Params
 
 __all__ = ["RNN", "Bidirectional", "Stacked", "SimpleRNN", "LSTM", "GRU"]
@@ -215,8 +215,8 @@ class Bidirectional(nnx.Module):
         if self.return_sequences:
             outputs = ys
         else:
-            outputs = _merge(carries[0].h.astype(ys.dtype), carries[1].h.astype(ys.dtype),
-                             self.merge)
+            outputs = merge_directions(carries[0].h.astype(ys.dtype),
+                                       carries[1].h.astype(ys.dtype), self.merge)
         return (carries, outputs) if self.return_carry else outputs
 
 

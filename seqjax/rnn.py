@@ -199,7 +199,9 @@ def rnn(
 # ----------------------------------------------------------------------------- bidirectional
 
 
-def _merge(ys_f: Array, ys_b: Array, merge: str | None):
+def merge_directions(ys_f: Array, ys_b: Array, merge: str | None):
+    """The two directions' outputs combined by ``merge`` (one of :data:`MERGE_MODES`; None: the
+    pair as it is). Shared with :mod:`seqjax.nn`, which merges final states the same way."""
     if merge == "concat":
         return jnp.concatenate([ys_f, ys_b], axis=-1)
     if merge == "sum":
@@ -277,7 +279,7 @@ def bidirectional(
     )
     carry_f, ys_f = rnn(cell_f, params_f, xs, initial_carry=carry0_f, **common)
     carry_b, ys_b = rnn(cell_b, params_b, xs, initial_carry=carry0_b, reverse=True, **common)
-    return (carry_f, carry_b), _merge(ys_f, ys_b, merge)
+    return (carry_f, carry_b), merge_directions(ys_f, ys_b, merge)
 
 
 # ----------------------------------------------------------------------------- stacked
@@ -388,5 +390,6 @@ def stacked(
     last = carries[-1]
     if _is_bidirectional_layer(cells[-1]):
         dtype = ys.dtype
-        return carries, _merge(_last_output(last[0], dtype), _last_output(last[1], dtype), merge)
+        outputs = (_last_output(last[0], dtype), _last_output(last[1], dtype))
+        return carries, merge_directions(*outputs, merge)
     return carries, _last_output(last, ys.dtype)

@@ -45,7 +45,7 @@ def random_carry(cell: sj.Cell, key, batch: int, dtype=jnp.float32):
     leaves, treedef = jax.tree.flatten(carry)
     keys = jax.random.split(key, len(leaves))
     # minGRU/minLSTM states stay positive in their log-space form; keep them positive here too.
-    positive = cell.spec.kind in ("min_gru", "min_lstm")
+    positive = cell.spec.kind in sj.cells.MIN_KINDS
     leaves = [
         (jnp.abs if positive else (lambda v: v))(0.5 * jax.random.normal(k, leaf.shape, dtype))
         for k, leaf in zip(keys, leaves)

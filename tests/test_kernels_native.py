@@ -5,7 +5,11 @@ threads (each owning a slice of the units) and sizes that fill no vector or row 
 """
 
 import functools
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import chex
 import jax
@@ -14,7 +18,7 @@ import pytest
 from registry import random_carry, random_params
 
 import seqjax as sj
-from seqjax.kernels import native
+from seqjax.kernels import native, native_build
 
 ON_CPU = jax.default_backend() == "cpu"
 needs_native = pytest.mark.skipif(
@@ -85,7 +89,7 @@ def test_threads_and_ragged_tiles_are_accurate(monkeypatch, name, threads, hidde
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("name", sj.cells.MIN_KINDS)
 @pytest.mark.parametrize(("threads", "batch", "time"), [("2", 7, 45), ("3", 2, 70)])
 def test_min_cells_weight_gradient_blocks_are_accurate(monkeypatch, name, threads, batch, time):
     # The min cells' backward sums dW_x = X^T dZ over blocks of about 128 rows (steps x own
@@ -97,7 +101,7 @@ def test_min_cells_weight_gradient_blocks_are_accurate(monkeypatch, name, thread
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("name", sj.cells.MIN_KINDS)
 @pytest.mark.parametrize("recompute", [True, False])
 def test_min_cells_recomputed_and_saved_pre_activations_are_accurate(monkeypatch, name,
                                                                      recompute):
@@ -109,7 +113,7 @@ def test_min_cells_recomputed_and_saved_pre_activations_are_accurate(monkeypatch
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+@pytest.mark.parametrize("name", sj.cells.MIN_KINDS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_min_cells_time_major_inputs_are_accurate(name, reverse):
     # The min kernels read batch-major inputs and write their gradient batch-major; time-major
@@ -211,4 +215,32 @@ def test_auto_picks_native_on_cpu_for_lstm_gru_and_min_cells():
 def test_a_failing_compiler_raises_with_its_message(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQJAX_CACHE_DIR", str(tmp_path))
     with pytest.raises(RuntimeError, match="compiling native.cc failed"):
-        native._compile(shutil.which("false") or "/bin/false")
+        native_build.compile_library(shutil.which("false") or "/bin/false")
+
+
+@pytest.mark.skipif(not ON_CPU, reason="the native backend runs on CPU")
+def test_without_a_compiler_auto_falls_back_and_native_says_why(tmp_path):
+    # A fresh process with no compiler on its PATH and an empty kernel cache: the kernels cannot
+    # build, so auto keeps fused (sequential for the min cells), which agree with reference,
+    # and backend="native" raises with the reason.
+    script = textwrap.dedent("""
+        import chex, jax, jax.numpy as jnp, pytest
+        import seqjax as sj
+        assert not sj.kernels.native.available()
+        xs = jax.random.normal(jax.random.key(1), (2, 3, 4))
+        for make, fallback in ((sj.lstm, "fused"), (sj.gru, "fused"),
+                               (sj.min_gru, "sequential"), (sj.min_lstm, "sequential")):
+            cell = make(8)
+            assert sj.kernels.auto_backend(cell.spec, "cpu") == fallback
+            params = cell.init(jax.random.key(0), 4)
+            chex.assert_trees_all_close(sj.rnn(cell, params, xs),
+                                        sj.rnn(cell, params, xs, backend="reference"),
+                                        rtol=1e-5, atol=1e-5)
+        with pytest.raises(RuntimeError, match="needs a C[+][+] compiler"):
+            sj.rnn(cell, params, xs, backend="native")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env.update(PATH=str(tmp_path), SEQJAX_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,7 +15,7 @@ import pytest
 from registry import random_carry, random_params
 
 import seqjax as sj
-from seqjax.kernels import pallas, reference
+from seqjax.kernels import pallas, pallas_plan, reference
 
 I = 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -188,7 +188,7 @@ def test_auto_never_picks_pallas_on_cpu():
             assert sj.kernels.auto_backend(make(hidden).spec, "cpu") != "pallas"
 
 def test_auto_picks_pallas_on_gpu_where_the_default_tiling_fits(monkeypatch):
-    monkeypatch.setattr(pallas, "_sm_count", lambda: 132)
+    monkeypatch.setattr(pallas_plan, "sm_count", lambda: 132)
     assert sj.kernels.auto_backend(sj.lstm(32).spec, "gpu") == "pallas"
     assert sj.kernels.auto_backend(sj.gru(128).spec, "gpu", batch=32) == "pallas"
     assert sj.kernels.auto_backend(sj.lstm(256).spec, "gpu", batch=64) == "pallas"
@@ -201,7 +201,7 @@ def test_auto_picks_pallas_on_gpu_where_the_default_tiling_fits(monkeypatch):
 
 
 def plan(batch, hidden, cores=132, interpret=False, **knobs):
-    block_b, block_h, h_pad, split, _, k_chunk = pallas._plan(
+    block_b, block_h, h_pad, split, _, k_chunk = pallas_plan.plan(
         batch, hidden, cores, interpret, **knobs)
     return dict(block_b=block_b, block_h=block_h, h_pad=h_pad, split=split, k_chunk=k_chunk)
 
@@ -226,14 +226,14 @@ def test_default_tiling_splits_large_hidden_over_resident_programs():
                 except ValueError as err:
                     # Only where w_h cannot be spread thinly enough over resident programs.
                     h_pad = 1 << (hidden - 1).bit_length()
-                    least = pallas._held_bytes(h_pad, 1) // pallas._HELD_BYTES
+                    least = pallas_plan.held_bytes(h_pad, 1) // pallas_plan.HELD_BYTES
                     assert least > h_pad // 16 or -(-batch // 128) * least > cores, err
                     continue
                 groups = -(-batch // p["block_b"])
                 tiles = p["h_pad"] // p["block_h"]
                 assert tiles % p["split"] == 0 and p["split"] & (p["split"] - 1) == 0
                 assert p["split"] == 1 or p["split"] * groups <= cores
-                assert pallas._held_bytes(p["h_pad"], p["split"]) <= pallas._HELD_BYTES
+                assert pallas_plan.held_bytes(p["h_pad"], p["split"]) <= pallas_plan.HELD_BYTES
 
 
 def test_too_large_for_the_registers_is_a_clear_error():

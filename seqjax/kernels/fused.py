@@ -9,47 +9,22 @@ Scheme (SimpleRNN, LSTM, GRU in both forms)::
               and dh_{t-1} = dZ_h,t W_h^T. Everything else is one large matmul over all T*B rows:
               dW_x = X^T dZ_x,  db = sum dZ_x,  dX = dZ_x W_x^T,  dW_h = H_in^T dZ_h.
 
-Autodiff through the scan does those three weight/input matmuls once per step on [B, .] slices
-and accumulates dW in the loop; here they run once, at full matmul efficiency. The win is largest
-for small batches and long sequences (few rows per step): training step, 2-core CPU, float32,
-median ms, interleaved in one run (B, T, I, H; S1 64,128,128,256; S2 32,512,64,128;
-S3 128,32,64,512; S4 16,1024,32,64)::
+Why: autodiff through the scan does those three weight/input matmuls once per step on [B, .]
+slices and accumulates dW in the loop; here they run once, at full matmul efficiency. The win is
+largest for small batches and long sequences (few rows per step).
 
-            fused  reference  hoisted  torch.nn
-    LSTM S1   193       217      289      235
-    LSTM S2   172       230      267      187
-    LSTM S3   249       267      348      259
-    LSTM S4    67        91      115       73
-    GRU  S1   164       175      219      173
-    GRU  S2   142       171      195      217
-    GRU  S3   186       187      246      190
-    GRU  S4    57        72       86      211
+Choices:
 
-(S1 and S3 run at about 100 and 117 GFLOP/s, 62% and 72% of this machine's 162 GFLOP/s matmul
-peak; the machine is shared, so ratios within a row are what to compare.)
-
-Choices, each measured the same way:
-
-* Input projection: computed per step inside the forward loop on CPU; hoisting it materialises a
-  [T, B, G*H] tensor that goes through main memory (forward alone 68 vs 229 ms at LSTM S1;
-  training step, hoisted vs per step, measured again on 2026-11-23: GRU S1 153 vs 139, S3 169
-  vs 156, LSTM S1 172 vs 164, S3 207 vs 195 ms, S2 and S4 within 5%, even for the GRU whose
-  per-step ``[64, 128] @ [128, 768]`` runs at only ~90 GFLOP/s). On
-  GPU/TPU it is hoisted (:func:`_hoist_input`): on an H100 (JAX 0.11.2) hoisted / per-step
-  training steps took LSTM S1 3.8/4.1, S2 13.0/14.2, S3 1.8/1.8, S4 22.9/25.1 ms, GRU S1
-  3.7/4.0, S2 12.5/13.6, S3 1.6/1.7, S4 23.2/25.3 ms. There, fused beat reference by 1.3-1.7x
-  and hoisted by 1.2-1.4x, and torch's cuDNN LSTM at S1 and S3, but not at T=512 and T=1024,
-  where XLA's per-step launches dominate (see ``auto_backend``).
+* Input projection: computed per step inside the forward loop on CPU, where hoisting it
+  materialises a [T, B, G*H] tensor that goes through main memory; hoisted on GPU/TPU
+  (:func:`_hoist_input`), where one big matmul is cheaper than T small ones.
 * Residuals: post-activation gates rather than pre-activations (same size, and the backward then
   needs no exp), plus the carry entering each step (the operand of dW_h and, for the LSTM,
-  c_{t-1}). tanh(c_t) is recomputed. Computing all four LSTM gates as one tanh over [B, 4H]
-  (sigmoid(z) = tanh(z/2)/2 + 1/2) was 4-15% slower than one fusion per gate.
+  c_{t-1}). tanh(c_t) is recomputed.
 * ``remat=True`` saves only the carries entering each step; the reverse scan recomputes each
-  step's gates from them (x_t W_x and h_{t-1} W_h again) before its gradient. Gradients are
-  identical and memory per step drops from (G+2)H to 2H floats (LSTM: 6H to 2H); it costs about
-  25-35% more time. Recomputing inside the reverse scan was 11-19% faster than recomputing all
-  gates with two big matmuls before it (the [T, B, G*H] round trip again).
-* ``unroll=2`` was 0-17% slower at every shape on CPU (S4 included), so it is left to the caller.
+  step's gates from them before its gradient: memory per step drops from (G+2)H to 2H floats,
+  for about a third more time.
+* ``unroll`` is the caller's: unrolling was slower on CPU at every shape measured.
 
 Semantics are those of :func:`seqjax.kernels.scan.masked_scan`: masked steps keep the carry and
 emit zeros, resets restore ``carry0`` before a step in processing order, ``reverse`` runs
@@ -58,14 +33,18 @@ T-1..0 writing outputs at their own positions; outputs in ``xs``' dtype, carry i
 does, and its gradients accumulate in float32).
 
 Second-order gradients are not supported: differentiating the backward pass raises
-``NotImplementedError`` (the guard :func:`_first_order_only`), never a silently wrong value.
+``NotImplementedError`` (:func:`seqjax.kernels.vjp.first_order_only`), never a silently wrong
+value.
+
+Each choice was measured against its alternatives; the figures, dated and by machine, are in
+``experiments/results/bench/README.md``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,31 +52,10 @@ from jax import lax
 
 from seqjax.cells import CellSpec, LSTMCarry, RNNCarry, add_bias, input_projection
 from seqjax.kernels.scan import where_per_example
+from seqjax.kernels.vjp import first_order_only, grads_like, mm_t, outer_sum
 from seqjax.types import Array
 
-SECOND_ORDER_ERROR = (
-    "backends 'fused', 'native' and 'sequential' do not support second-order gradients (their "
-    "custom VJP backward passes are not differentiable); use backend='reference' or 'hoisted' "
-    "for Hessians or grad-of-grad"
-)
-
-
 # ----------------------------------------------------------------------------- helpers
-
-
-
-
-def _mm_t(a: Array, w: Array) -> Array:
-    """``a @ w.T`` without materialising the transpose."""
-    return lax.dot_general(a, w.astype(a.dtype), (((a.ndim - 1,), (1,)), ((), ())))
-
-
-def _outer_sum(a: Array, d: Array, dtype) -> Array:
-    """``sum_{t,b} a[t,b]^T d[t,b]``: one [K, T*B] @ [T*B, N] matmul."""
-    a2 = a.reshape(-1, a.shape[-1])
-    d2 = d.reshape(-1, d.shape[-1]).astype(a.dtype)
-    out = lax.dot_general(a2, d2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-    return out.astype(dtype)
 
 
 def _zeros(tree):
@@ -135,7 +93,7 @@ def _rnn_backward(spec, params, acts, carry_in, d_new):
         dz = d_new.h * (1 - h * h)
     else:  # relu; jax.nn.relu's derivative at 0 is 0, and h > 0 exactly where z > 0
         dz = jnp.where(h > 0, d_new.h, jnp.zeros_like(h))
-    return RNNCarry(_mm_t(dz, params.w_h)), dz, None
+    return RNNCarry(mm_t(dz, params.w_h)), dz, None
 
 
 def _lstm_forward(spec, params, xw, carry_in):
@@ -162,12 +120,12 @@ def _lstm_backward(spec, params, acts, carry_in, d_new):
         ],
         axis=-1,
     )
-    return LSTMCarry(_mm_t(dz, params.w_h), dc * f), dz, None
+    return LSTMCarry(mm_t(dz, params.w_h), dc * f), dz, None
 
 
 def _h_times_dz(spec, params, xs, acts, carry_in, dzx, dzh):
     """dW_h = H_in^T dZ_h for cells whose recurrent matmul reads h_{t-1} directly."""
-    return {"w_h": _outer_sum(carry_in.h, dzx if dzh is None else dzh, jnp.float32)}
+    return {"w_h": outer_sum(carry_in.h, dzx if dzh is None else dzh, jnp.float32)}
 
 
 def _gru_forward(spec, params, xw, carry_in):
@@ -202,27 +160,27 @@ def _gru_backward(spec, params, acts, carry_in, d_new):
         dr = dn * h_n * _sig_grad(r)
         dzx = jnp.concatenate([dr, dz, dn], axis=-1)
         dzh = jnp.concatenate([dr, dz, dn * r], axis=-1)
-        dh_in = dh * z + _mm_t(dzh, params.w_h)
+        dh_in = dh * z + mm_t(dzh, params.w_h)
         return RNNCarry(dh_in), dzx, dzh
     # Cho form: n reads (r * h_in) W_hn, so the sequential part has two dependent matmuls.
-    d_rh = _mm_t(dn, params.w_h[:, 2 * H :])
+    d_rh = mm_t(dn, params.w_h[:, 2 * H :])
     dr = d_rh * h_in * _sig_grad(r)
     drz = jnp.concatenate([dr, dz], axis=-1)
-    dh_in = dh * z + d_rh * r + _mm_t(drz, params.w_h[:, : 2 * H])
+    dh_in = dh * z + d_rh * r + mm_t(drz, params.w_h[:, : 2 * H])
     return RNNCarry(dh_in), jnp.concatenate([drz, dn], axis=-1), None
 
 
 def _gru_recurrent_grads(spec, params, xs, acts, carry_in, dzx, dzh):
     if spec.reset_after:
-        return {"w_h": _outer_sum(carry_in.h, dzh, jnp.float32),
+        return {"w_h": outer_sum(carry_in.h, dzh, jnp.float32),
                 "b_h": jnp.sum(dzh, axis=(0, 1), dtype=jnp.float32)}
     H = spec.hidden_size
     if acts is None:  # remat saved no gates: recompute r for all steps at once (n is unused)
         xw = input_projection(params, xs).astype(carry_in.h.dtype)
         acts = _gru_forward(spec, params, xw, carry_in)[1]
     r = acts[0]
-    w_rz = _outer_sum(carry_in.h, dzx[..., : 2 * H], jnp.float32)
-    w_n = _outer_sum(r * carry_in.h, dzx[..., 2 * H :], jnp.float32)
+    w_rz = outer_sum(carry_in.h, dzx[..., : 2 * H], jnp.float32)
+    w_n = outer_sum(r * carry_in.h, dzx[..., 2 * H :], jnp.float32)
     return {"w_h": jnp.concatenate([w_rz, w_n], axis=-1)}
 
 
@@ -240,17 +198,6 @@ _OPS: dict[str, _CellOps] = {
 
 
 # ----------------------------------------------------------------------------- driver
-
-
-@jax.custom_jvp
-def _first_order_only(tree: Any) -> Any:
-    """Identity; differentiating through it (i.e. through the fused backward) raises."""
-    return tree
-
-
-@_first_order_only.defjvp
-def _first_order_only_jvp(primals, tangents):
-    raise NotImplementedError(SECOND_ORDER_ERROR)
 
 
 class _Static(NamedTuple):
@@ -306,7 +253,7 @@ def _fused_fwd(static, params, xs, mask, resets, carry0):
 
 
 def _fused_bwd(static: _Static, res, cts):
-    res = _first_order_only(res)
+    res = first_order_only(res)
     params, xs, mask, resets, carry0, carry_ins, acts = res
     d_carry_T, d_ys = cts
     spec = static.spec
@@ -347,14 +294,12 @@ def _fused_bwd(static: _Static, res, cts):
         d_first = jax.tree.map(jnp.add, d_first, d_carry0)
 
     grads = {
-        "w_x": _outer_sum(xs, dzx, jnp.float32),
+        "w_x": outer_sum(xs, dzx, jnp.float32),
         "b": jnp.sum(dzx, axis=(0, 1), dtype=jnp.float32),
         **ops.recurrent_grads(spec, params, xs, acts, carry_ins, dzx, dzh),
     }
-    d_params = params._replace(
-        **{name: g.astype(getattr(params, name).dtype) for name, g in grads.items()}
-    )
-    d_xs = _mm_t(dzx.astype(xs.dtype), params.w_x)
+    d_params = grads_like(params, grads)
+    d_xs = mm_t(dzx.astype(xs.dtype), params.w_x)
     return d_params, d_xs, None, None, d_first
 
 

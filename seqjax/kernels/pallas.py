@@ -31,12 +31,9 @@ step keeps the carry and emits zeros; an (effective, i.e. valid) reset replaces 
 position. B is padded to ``block_b`` rows and H to a power of two (>= 16, Triton's smallest
 ``dot``); padded units stay exactly zero (zero weights, zero inputs, zero initial carry).
 
-Limits: each program holds ``16 * H * H / split`` bytes of ``w_h`` (four gates side by side,
-the GRU's three padded to four, float32); :data:`_HELD_BYTES` (64 KiB, H256 over 16 programs)
-is what was measured to work, so H256 needs ``split >= 16`` and H512 would need 64 programs per
-batch block, more tiles than it has: the default tiling raises a clear error there and
-``backend="auto"`` (which asks :func:`fits`) keeps ``fused``. Larger batches get larger batch
-blocks (up to 128 rows) so that all programs stay resident.
+Tiling (which program owns what, and the limits that registers and residency set on it):
+:mod:`seqjax.kernels.pallas_plan`. Where no tiling fits (H512), ``backend="auto"`` keeps
+``fused``.
 
 Supported: ``lstm`` and ``gru`` with ``reset_after=True`` (the cuDNN form). ``gru(reset_after=
 False)`` needs a second, dependent matmul per step and is left to the other backends.
@@ -49,34 +46,12 @@ slow, for tests only (programs run one after another there, so ``split`` is 1), 
 ``backend="auto"`` never picks this backend on CPU or TPU. ``jax.experimental.pallas`` is
 imported lazily, so the library imports without it.
 
-Measured on one H100 (``python experiments/bench_pallas_gpu.py``; JAX 0.11.2, Triton lowering,
-fp32 with TF32 dots; training step ``jit(grad)`` of ``mean(ys**2)``, ms, median, interleaved
-within each shape; torch 2.11 ``nn.LSTM``/``nn.GRU`` with cuDNN, TF32 allowed; 2026-11-23)::
-
-                                  pallas (forward)  fused  hoisted  reference  torch cuDNN
-    S1 B64 T128 I128 H256   lstm   1.68  (0.80)     3.68    5.09     6.64       5.86
-                            gru    1.58  (0.75)     3.56    4.62     6.18       6.03
-    S2 B32 T512 I64 H128    lstm   4.04  (1.95)    13.22   17.92    21.76       3.04
-                            gru    3.92  (1.86)    12.34   16.37    21.14       2.06
-    S3 B128 T32 I64 H512    lstm   too large        1.55    2.08     2.53       3.27
-    S4 B16 T1024 I32 H64    lstm   5.62  (3.16)    23.16   29.29    37.40       1.74
-                            gru    5.13  (2.85)    22.95   28.80    38.82       2.37
-    B64 T128 I128 H64       lstm   0.92  (0.57)     3.31    4.56     5.66       1.97
-                            gru    0.80  (0.49)     3.11    4.12     5.67       1.60
-    B64 T128 I128 H32       lstm   0.61  (0.40)     3.26    4.50     5.46       1.81
-                            gru    0.53  (0.32)     3.11    4.24     5.90       1.69
-
-What each change did (S1 LSTM, ms, each pair from one interleaved run): holding ``w_h`` in
-registers instead of reloading it every step 4.41 -> 3.15 (forward 2.74 -> 1.58); loading the
-other loop invariants (``h0``, ``c0``, the bias) once, forward 1.44 -> 1.26; the gates side by
-side (4 dots per step instead of 16), forward 1.26 -> 0.74; the backward's shares and more
-warps for it (``num_warps=(4, 16)``) 2.91 -> 1.73 (8 warps: 2.08). Skipping the inter-program
-wait (wrong results, an ablation) took the forward from 1.44 to 1.17: the barrier costs about
-2 us per step. Software pipelining (``num_stages > 1``) is off: it loaded the next step's carry
-before the barrier that makes it valid (wrong results in an earlier version). Polling the
-counter with plain volatile loads instead of atomics gave wrong results too (not understood;
-the atomic poll is kept). Errors against ``reference`` on GPU are TF32-level (relative 3e-5 to
-1.2e-4), masks, resets, both directions and split/unsplit tilings included.
+Why: the scan's per-step work at these sizes is far below a GPU's capacity, and what costs is
+launching it and reloading ``w_h``; one launch per direction with ``w_h`` in registers does
+neither (S1 LSTM training step on an H100: 0.29x cuDNN's time). The kernels are not
+software-pipelined (``num_stages=1``): pipelining loaded the next step's carry before the
+barrier that makes it valid. Measurements, dated and by machine, with what each change did and
+what was dropped: ``experiments/results/bench/README.md``.
 """
 
 from __future__ import annotations
@@ -91,6 +66,7 @@ from jax import lax
 from seqjax.cells import LSTMCarry, RNNCarry
 from seqjax.kernels import pallas_cells, pallas_tpu
 from seqjax.kernels.pallas_cells import CELLS, dot, supports
+from seqjax.kernels.pallas_plan import plan, sm_count
 
 _LINE = 32  # int32 words per 128-byte cache line
 
@@ -180,7 +156,8 @@ def _chunks(cfg):
 def _forward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, fwd, _ = CELLS[cfg.kind]
+    cell = CELLS[cfg.kind]
+    gates, n_res, has_c, fwd = cell.gates, cell.residuals, cell.has_c, cell.forward
     xw_ref, w_ref, bh_ref, h0_ref, c0_ref, valid_ref, reset_ref = refs[:7]
     ys_ref, hseq_ref, cseq_ref, res_ref, counters_ref = refs[7:]
     rows = pl.ds(pl.program_id(1) * cfg.block_b, cfg.block_b)
@@ -234,7 +211,8 @@ def _forward_kernel(cfg, *refs):
 def _backward_kernel(cfg, *refs):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, _, bwd = CELLS[cfg.kind]
+    cell = CELLS[cfg.kind]
+    gates, n_res, has_c, bwd = cell.gates, cell.residuals, cell.has_c, cell.backward
     (dys_ref, dhT_ref, dcT_ref, res_ref, hseq_ref, cseq_ref, w_ref, h0_ref, c0_ref, valid_ref,
      reset_ref) = refs[:11]
     dxw_ref, drec_ref, dh0_ref, dc0_ref, partial_ref, counters_ref = refs[11:]
@@ -399,7 +377,7 @@ def _core(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
-    _, n_res, has_c, _, _ = CELLS[cfg.kind]
+    n_res, has_c = CELLS[cfg.kind].residuals, CELLS[cfg.kind].has_c
     batch, hidden = h0.shape
     dtype = h0.dtype
     seq = jax.ShapeDtypeStruct((cfg.time + 1, batch, hidden), dtype)
@@ -417,7 +395,7 @@ def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_bwd(cfg, residuals, cotangents):
-    gates, _, has_c, _, _ = CELLS[cfg.kind]
+    gates, has_c = CELLS[cfg.kind].gates, CELLS[cfg.kind].has_c
     res, hseq, cseq, w, h0, c0, valid, reset = residuals
     (dh_T, dc_T), dys = cotangents
     batch, hidden = h0.shape
@@ -445,93 +423,13 @@ _core.defvjp(_core_fwd, _core_bwd)
 # ----------------------------------------------------------------------------- backend
 
 
-def _next_pow2(n: int, least: int) -> int:
-    return max(least, 1 << max(0, n - 1).bit_length())
-
-
-# Each program keeps its columns of w_h (all gates, GRU padded to four) in registers for the whole
-# sequence. 64 KiB of them (H256 split over 16 programs) measured fine on an H100; a whole 1 MiB
-# w_h in one program did not compile (Triton spilled it to shared memory, over its limit).
-_HELD_BYTES = 64 * 1024
-
-
-def _held_bytes(h_pad, split):
-    return 4 * 4 * h_pad * (h_pad // split)
-
-
-def _plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=None,
-          num_warps=None, k_chunk=None):
-    """Tiles for a shape: explicit arguments win and are checked, the rest are the measured
-    defaults (module docstring). ``cores``: the GPU's SM count."""
-    h_pad = _next_pow2(hidden, 16)
-    small = interpret or h_pad <= 64
-    block_h = block_h or (min(h_pad, 32) if small else 16)
-    k_chunk = k_chunk or (None if small else 64)
-    # The backward kernel does more per step than the forward and gains from more warps; 16 at
-    # H256 (S1 LSTM 1.58 ms vs 1.96 with 8, 2.05 with 8 in both), 8 for one program per batch
-    # block (S4 5.62 ms vs 6.70 with 16).
-    num_warps = num_warps or (4, 8 if small else 16)
-    num_warps = (num_warps, num_warps) if isinstance(num_warps, int) else tuple(num_warps)
-    if len(num_warps) != 2 or any(n not in (1, 2, 4, 8, 16, 32) for n in num_warps):
-        raise ValueError(f"num_warps must be a power of two up to 32, or a (forward, backward) "
-                         f"pair of them; got {num_warps}")
-    if h_pad % block_h or (block_h < 16 and not interpret):
-        raise ValueError(f"block_h must divide the padded hidden size {h_pad} and be >= 16 on "
-                         f"GPU (Triton's smallest dot); got {block_h}")
-    if k_chunk is not None and (h_pad % k_chunk or (k_chunk < 16 and not interpret)):
-        raise ValueError(f"k_chunk must divide the padded hidden size {h_pad} and be >= 16 on "
-                         f"GPU; got {k_chunk}")
-    tiles = h_pad // block_h
-    least = 1 if interpret else max(1, _held_bytes(h_pad, 1) // _HELD_BYTES)
-    if least > tiles:
-        raise ValueError(f"hidden={hidden} is too large for the pallas kernels: w_h must be split "
-                         f"over at least {least} programs to fit their registers, and it has only "
-                         f"{tiles} tiles of {block_h} units (use backend='fused')")
-    if block_b is None:
-        # Larger batches get larger batch blocks, so that every block's programs fit at once
-        # (one program per batch block needs no co-residency).
-        block_b = 16
-        while not small and -(-batch // block_b) * least > cores and block_b < 128:
-            block_b *= 2
-    groups = -(-batch // block_b)
-    if split is None:
-        # Small H: one program per batch block holds every unit, no grid-wide wait per step.
-        # Larger H: as many programs per batch block as can all be resident (one per SM).
-        fit = 1 if small else max(1, min(tiles, cores // groups))
-        split = 1 << (fit.bit_length() - 1)
-        if split < least:
-            raise ValueError(f"batch={batch} with hidden={hidden} needs {least} programs for each "
-                             f"batch block of at most {block_b} rows, {least * groups} resident "
-                             f"at once; the GPU has {cores} SMs (use backend='fused')")
-    if split < 1 or tiles % split:
-        raise ValueError(f"split must divide the {tiles} hidden tiles of {block_h} units; "
-                         f"got {split}")
-    if split > 1 and interpret:
-        raise ValueError("split > 1 needs a GPU: interpreted programs run one after another and "
-                         f"cannot wait for each other; got split={split}")
-    if split < least:
-        raise ValueError(f"split={split} leaves each program {_held_bytes(h_pad, split) // 1024} "
-                         f"KiB of w_h to hold in registers, more than the "
-                         f"{_HELD_BYTES // 1024} KiB that fit; hidden={hidden} needs split >= "
-                         f"{least}")
-    if split > 1 and split * groups > cores:
-        raise ValueError(f"split={split} with {groups} batch blocks of {block_b} needs "
-                         f"{split * groups} programs resident at once; the GPU has {cores} SMs")
-    return block_b, block_h, h_pad, split, num_warps, k_chunk
-
-
-def fits(batch: int, hidden: int, block_b: int | None = None) -> bool:
-    """Whether the GPU kernels' default tiling (with ``block_b`` rows per batch block, if given)
-    works for this shape on this machine's GPU."""
+def available() -> bool:
+    """Whether ``jax.experimental.pallas`` imports here (the library itself does not need it)."""
     try:
-        _plan(batch, hidden, _sm_count(), interpret=False, block_b=block_b)
-    except ValueError:
+        import jax.experimental.pallas  # noqa: F401
+    except ImportError:
         return False
     return True
-
-
-def _sm_count() -> int:
-    return getattr(jax.devices()[0], "core_count", None) or 1
 
 
 def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
@@ -542,7 +440,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
     ``unroll`` and ``remat`` do not apply (one kernel runs the whole loop; the backward kernel
     reads stored activations). ``interpret`` defaults to True off GPU and TPU. ``mosaic``
     selects the TPU kernels (``seqjax/kernels/pallas_tpu.py``; default: on TPU) instead of the
-    Triton ones. The tiling knobs override the measured defaults (module docstring):
+    Triton ones. The tiling knobs override the measured defaults (:mod:`.pallas_plan`):
     ``block_b`` batch rows per program; Triton only: ``block_h`` hidden units per tile,
     ``split`` programs per batch block (each owns ``H / split`` units; all of them must fit on
     the GPU at once), ``k_chunk`` units per slice of the contracted axis of the forward's
@@ -575,7 +473,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
         (h_T, c_T), ys = pallas_tpu.run(spec.kind, inputs, reverse=reverse, interpret=interpret,
                                         block_b=block_b, time_chunk=time_chunk)
     else:
-        cores = 1 if interpret else _sm_count()
+        cores = 1 if interpret else sm_count()
         (h_T, c_T), ys = _run_triton(spec.kind, inputs, cores, reverse, interpret, block_b,
                                      block_h, split, num_warps, k_chunk)
     time, batch, hidden = xs.shape[0], xs.shape[1], spec.hidden_size
@@ -589,7 +487,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat,
 def _run_triton(kind, inputs, cores, reverse, interpret, *knobs):
     """``((h_T, c_T), ys)`` of the GPU kernels, padded (the caller slices)."""
     time, batch, gates, hidden = inputs.xw.shape
-    block_b, block_h, h_pad, split, num_warps, k_chunk = _plan(
+    block_b, block_h, h_pad, split, num_warps, k_chunk = plan(
         batch, hidden, cores, interpret, *knobs)
     b_pad = -(-batch // block_b) * block_b
     pad = pallas_cells.pad_to

@@ -4,6 +4,7 @@ and backward, on lists of per-gate tiles, and the XLA parts around the kernels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -60,9 +61,20 @@ def gru_backward(res, h_in, c_in, c_new, dh, dc):
     return (dr, dz, dn), (dr, dz, dn * r), dh * z, None
 
 
-# kind -> (gates, residual arrays, has a cell state, forward, backward)
-CELLS = {"lstm": (4, 4, True, lstm_forward, lstm_backward),
-          "gru": (3, 4, False, gru_forward, gru_backward)}
+class CellMath(NamedTuple):
+    """A cell's per-step math for the kernels, on lists of per-gate tiles."""
+
+    gates: int  # G
+    residuals: int  # arrays the forward saves per step for the backward
+    has_c: bool  # an LSTM cell state beside h
+    forward: Callable  # (xw, hw, bh, h_in, c_in) -> (h, c, residuals)
+    backward: Callable  # (res, h_in, c_in, c_new, dh, dc) -> (dxw, drec, dh_direct, dc_in)
+
+
+CELLS: dict[str, CellMath] = {
+    "lstm": CellMath(4, 4, True, lstm_forward, lstm_backward),
+    "gru": CellMath(3, 4, False, gru_forward, gru_backward),
+}
 
 
 def lstm_cell_state(res, c_in):

@@ -54,7 +54,8 @@ def _forward_kernel(cfg, xw_ref, w_ref, bh_ref, h0_ref, c0_ref, valid_ref, reset
                     ys_ref, hin_ref, cin_ref, res_ref, hT_ref, cT_ref, h_scr, c_scr):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, fwd, _ = pallas_cells.CELLS[cfg.kind]
+    cell = pallas_cells.CELLS[cfg.kind]
+    gates, n_res, has_c, fwd = cell.gates, cell.residuals, cell.has_c, cell.forward
 
     @pl.when(pl.program_id(1) == 0)
     def _():
@@ -93,7 +94,8 @@ def _backward_kernel(cfg, dys_ref, dhT_ref, dcT_ref, res_ref, hin_ref, cin_ref, 
                      to_c0_scr):
     from jax.experimental import pallas as pl
 
-    gates, n_res, has_c, _, bwd = pallas_cells.CELLS[cfg.kind]
+    cell = pallas_cells.CELLS[cfg.kind]
+    gates, n_res, has_c, bwd = cell.gates, cell.residuals, cell.has_c, cell.backward
 
     @pl.when(pl.program_id(1) == 0)
     def _():
@@ -198,7 +200,7 @@ def _call(kernel, cfg, inputs, outputs, scratch, backward=False):
 
 def forward(cfg, xw, w, bh, h0, c0, valid, reset):
     """Forward kernel: ``ys, h_in, c_in, res, h_T, c_T`` (``c_*`` None for the GRU)."""
-    _, n_res, has_c, _, _ = pallas_cells.CELLS[cfg.kind]
+    n_res, has_c = pallas_cells.CELLS[cfg.kind].residuals, pallas_cells.CELLS[cfg.kind].has_c
     time, _, batch, hidden = xw.shape
     dtype = h0.dtype
     seq = jax.ShapeDtypeStruct((time, batch, hidden), dtype)
@@ -216,7 +218,7 @@ def forward(cfg, xw, w, bh, h0, c0, valid, reset):
 
 def backward(cfg, dys, dh_T, dc_T, res, h_in, c_in, w, valid, reset):
     """Backward kernel: ``dxw, drec, d h0, d c0`` (``drec`` None for the LSTM: it is ``dxw``)."""
-    gates, _, has_c, _, _ = pallas_cells.CELLS[cfg.kind]
+    gates, has_c = pallas_cells.CELLS[cfg.kind].gates, pallas_cells.CELLS[cfg.kind].has_c
     time, batch, hidden = dys.shape
     dtype = dys.dtype
     per_gate = jax.ShapeDtypeStruct((time, gates, batch, hidden), dtype)
@@ -245,7 +247,7 @@ def _core_fwd(cfg, xw, w, bh, h0, c0, valid, reset):
 
 
 def _core_bwd(cfg, residuals, cotangents):
-    gates = pallas_cells.CELLS[cfg.kind][0]
+    gates = pallas_cells.CELLS[cfg.kind].gates
     res, h_in, c_in, w, valid, reset = residuals
     (dh_T, dc_T), dys = cotangents
     dxw, drec, dh0, dc0 = backward(cfg, dys, dh_T, dc_T, res, h_in, c_in, w, valid, reset)
@@ -279,7 +281,7 @@ _VMEM_BUDGET = 12 * 2**20
 
 def _vmem_bytes(kind, block_b, h_pad, time_chunk):
     """VMEM the double-buffered blocks of one grid step take (the larger of the two kernels)."""
-    gates, n_res = pallas_cells.CELLS[kind][:2]
+    gates, n_res = pallas_cells.CELLS[kind].gates, pallas_cells.CELLS[kind].residuals
     weights = 2 * gates * h_pad * h_pad * 4
     # Per step: x W_x and the gates' residuals (or their gradients), the output, the carries
     # read, and the mask and reset columns (padded to 128 lanes).

@@ -22,24 +22,11 @@ takes ``log h0``, would need ``h0 > 0``). ``reverse`` flips time; ``remat`` chec
 scan. The sequential form of the same recurrence is the ``sequential`` backend
 (:mod:`seqjax.kernels.sequential`).
 
-Measured: training step ``jit(grad)`` of ``mean(ys**2)`` through ``seqjax.rnn``, fp32, ms (median,
-interleaved in one run per platform); ``hoisted``/``reference`` run the cell's own ``step``::
-
-                                   parallel  sequential  hoisted  reference
-    2-core CPU (JAX 0.10.2, 2026-11-23)
-      S1 B64 T128 I128 H256 min_gru     169        34         71       68
-                            min_lstm    298        53        109       92
-      S4 B16 T1024 I32 H64  min_gru      78        14         34       19
-                            min_lstm    142        19         49       43
-    H100 (JAX 0.11.2; ``sequential`` there was an earlier whole-sequence form)
-      S1                    min_gru     0.42      5.3        3.1      4.1
-                            min_lstm    0.46      4.0        3.7      4.1
-      S4                    min_gru     0.41     31.1       18.1     26.2
-                            min_lstm    0.34     44.1       23.6     30.0
-
-So ``backend="auto"`` uses ``parallel`` on GPU, where the whole sequence is one launch-free scan,
-and ``sequential`` on CPU, where the log-space scan's transcendentals (an ``exp``/``log1p`` pair
-per combine, ~log2(T) levels over ``[T, B, H]``) cost far more than the recurrence they replace.
+Where each wins: on GPU the whole sequence is one launch-free scan (S1 minGRU on an H100: 7x
+faster than ``hoisted``), so ``backend="auto"`` uses ``parallel`` there; on CPU the log-space
+scan's transcendentals (an ``exp``/``log1p`` pair per combine, ~log2(T) levels over
+``[T, B, H]``) cost far more than the recurrence they replace, and ``auto`` uses ``native`` or
+``sequential``. Measurements, dated and by machine: ``experiments/results/bench/README.md``.
 """
 
 from __future__ import annotations
@@ -48,13 +35,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seqjax.cells import RNNCarry
-
-_KINDS = ("min_gru", "min_lstm")
+from seqjax.cells import MIN_KINDS, RNNCarry
 
 
 def supports(spec) -> bool:
-    return spec.kind in _KINDS
+    """minGRU and minLSTM (:data:`seqjax.cells.MIN_KINDS`)."""
+    return spec.kind in MIN_KINDS
 
 
 def _log_g(v):
@@ -136,7 +122,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     """
     del unroll
     if not supports(cell.spec):
-        raise ValueError(f"the parallel backend supports {_KINDS}; got {cell.spec.kind!r}")
+        raise ValueError(f"the parallel backend supports {MIN_KINDS}; got {cell.spec.kind!r}")
     h0 = carry0.h
     time = xs.shape[0]
     if time == 0:

@@ -5,7 +5,7 @@ projected inputs alone (see :mod:`seqjax.kernels.parallel`). On a CPU the recurr
 cheap; what costs is memory traffic over ``[T, B, G*H]`` intermediates (projection, gates,
 coefficients and their gradients, each a pass through main memory or L3). So this kernel works
 on blocks of ``K`` time steps inside one ``lax.scan``, keeping every intermediate of a block in
-cache:
+cache::
 
     forward   per block: xw = x W + b (one [K*B, I] @ [I, G*H] matmul), a and b, then the
               block's K steps of the recurrence (an inner scan, :func:`_affine_scan`);
@@ -16,31 +16,17 @@ cache:
               the gate gradient dxw; accumulate ``dW += x^T dxw`` and ``db += sum dxw``; emit
               ``dx = dxw W^T``.
 
+Recomputing the block's projection in the backward pass is cheaper than saving it, once the
+elementwise work is fast; the block size (:data:`BLOCK`) is per cell, the fastest measured.
+
 Masks (identity step ``a = 1, b = 0``), resets (``b += a h0, a = 0``: the step reads ``h0``),
 the initial carry and ``reverse`` follow :func:`seqjax.kernels.scan.masked_scan`. ``T`` that is
 not a multiple of ``K`` is padded with masked steps at the end in processing order. Inputs in
 bfloat16 project in bfloat16; the recurrence and its gradients run in the carry's dtype.
 Second-order gradients raise ``NotImplementedError`` (the backward pass is not differentiable).
 
-Measured: training step ``jit(grad)`` of ``mean(ys**2)``, fp32, 2-core CPU (JAX 0.10.2), median ms,
-interleaved in one run. Against the previous form of this backend (whole-sequence passes: project
-all steps, then the coefficients, then a per-step scan of ``h = a h + b`` with a reverse-scan VJP,
-each pass a ``[T, B, G*H]`` array through memory), at S1 (B64 T128 I128 H256): minGRU 43 vs 55,
-minLSTM 55 vs 76 (seqjax's LSTM, ``fused``: 161); at S4 (B16 T1024 I32 H64) the two tie (minGRU
-19.5 vs 20.2, minLSTM 26.6 vs 26.2). With the inner-scan recurrence and the pad-and-add shift
-(:func:`_shift`) and the block sizes below, ``make bench`` on 2026-11-23: S1 minGRU 38, minLSTM 46
-against seqjax's LSTM 160 (4.2x, 3.5x).
-
-Recomputing the block's projection in the backward pass tied with saving it from the forward
-(44.6 and 57.7 ms at S1), and lost once the backward's elementwise work got faster (minGRU 42.9
-vs 36.0 ms), so nothing but the states is saved.
-
-Block size (:data:`BLOCK`). With the recurrence by recursive doubling, 4, 8, 16, 32 steps gave
-minGRU 53, 51, 85, 94 ms at S1. With the inner scan, 16 steps against 8 through ``rnn()``,
-interleaved (the machine's state moved whole runs by up to 2x): S1 minGRU 31.1 vs 32.5, 52.6 vs
-56.8 ms, minLSTM 54.7 vs 46.1, 88.9 vs 87.6; S4 minGRU 13.3 vs 14.4, 14.2 vs 15.1, minLSTM 18.7
-vs 18.1, 24.7 vs 18.8. 32 steps tie with 16 for minGRU and lose for minLSTM (S1 66.4 vs 51.9 ms
-against 16).
+The measurements behind each choice, dated and by machine: ``experiments/results/bench/
+README.md``.
 """
 
 from __future__ import annotations
@@ -52,11 +38,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from seqjax.cells import RNNCarry, input_projection, min_lstm_gates, positive_g
-from seqjax.kernels.fused import _first_order_only, _mm_t
-from seqjax.kernels.parallel import _KINDS, supports
+from seqjax.cells import MIN_KINDS, RNNCarry, input_projection, min_lstm_gates, positive_g
+from seqjax.kernels.vjp import first_order_only, grads_like, mm_t
 
-#: Time steps per block, per cell (see the measurements above).
+#: Time steps per block, per cell: 16 and 8 were the fastest for each (the results README).
 BLOCK = {"min_gru": 16, "min_lstm": 8}
 
 
@@ -120,10 +105,9 @@ def _effective(a, b, valid_t, reset_t, h0):
 def _affine_scan(a, b, h, reverse: bool):
     """All ``h_k = a_k h_{k-1} + b_k`` over a block's axis 0 (last to first when ``reverse``).
 
-    A ``lax.scan`` of K multiply-adds. Measured against recursive doubling (log2(K) elementwise
-    levels over the whole block), training step at S1 / S4: minGRU 34.7 vs 35.6 / 13.9 vs 14.4 ms,
-    minLSTM 46.6 vs 55.4 / 18.0 vs 26.4 ms. Written as K unrolled steps instead, XLA fuses the
-    chain into one loop that recomputes the prefix of every output (5x slower at K = 16).
+    A ``lax.scan`` of K multiply-adds: faster than recursive doubling (log2(K) elementwise levels
+    over the whole block), and than K unrolled steps, which XLA fuses into one loop that
+    recomputes the prefix of every output (5x slower at K = 16).
     """
 
     def step(h, ab):
@@ -152,7 +136,7 @@ def _shift(v, fill, later: bool):
     ``fill`` is a ``[1, ...]`` array. It enters by padding and adding, not by concatenation:
     XLA:CPU emits a concatenate of two arrays inside a fusion as a per-element branch that defeats
     vectorisation, and the backward's main fusion (which reads ``h_{t-1}`` through this shift) ran
-    7x slower with it (minGRU training step at S1: 47 vs 38 ms).
+    7x slower with it.
     """
     rest = [(0, 0)] * (v.ndim - 1)
     kept, freed = (v[1:], (0, 1)) if later else (v[:-1], (1, 0))
@@ -193,7 +177,7 @@ def _blocked_fwd(static, params, xs, mask, resets, h0):
 
 
 def _blocked_bwd(static: _Static, res, cts):
-    params, xs, mask, resets, h0, hs = _first_order_only(res)
+    params, xs, mask, resets, h0, hs = first_order_only(res)
     d_hT, d_hs = cts
     cdtype = h0.dtype
     rev = static.reverse
@@ -226,7 +210,7 @@ def _blocked_bwd(static: _Static, res, cts):
             preferred_element_type=jnp.float32,
         )
         d_b = d_b + jnp.sum(dxw2, axis=0, dtype=jnp.float32)
-        dx = _mm_t(dxw2.astype(xs.dtype), params.w_x).reshape(x_blk.shape)
+        dx = mm_t(dxw2.astype(xs.dtype), params.w_x).reshape(x_blk.shape)
         return (m, d_w, d_b, d_h0), dx
 
     init = (
@@ -238,14 +222,18 @@ def _blocked_bwd(static: _Static, res, cts):
     (m, d_w, d_b, d_h0), d_xs = lax.scan(
         body, init, (xs, mask, resets, hs, h_enter, d_hs.astype(cdtype)), reverse=not rev
     )
-    d_params = params._replace(w_x=d_w.astype(params.w_x.dtype), b=d_b.astype(params.b.dtype))
-    return d_params, d_xs, None, None, m + d_h0
+    return grads_like(params, {"w_x": d_w, "b": d_b}), d_xs, None, None, m + d_h0
 
 
 _blocked.defvjp(_blocked_fwd, _blocked_bwd)
 
 
 # ----------------------------------------------------------------------------- interface
+
+
+def supports(spec) -> bool:
+    """minGRU and minLSTM (:data:`seqjax.cells.MIN_KINDS`)."""
+    return spec.kind in MIN_KINDS
 
 
 def _blocks(v, n, block, pad, reverse):
@@ -267,7 +255,7 @@ def run(cell, params, xs, mask, resets, carry0, *, reverse, unroll, remat):
     """
     del unroll, remat
     if not supports(cell.spec):
-        raise ValueError(f"backend 'sequential' supports {_KINDS}; got {cell.spec.kind!r}")
+        raise ValueError(f"backend 'sequential' supports {MIN_KINDS}; got {cell.spec.kind!r}")
     h0 = carry0.h
     time, batch = xs.shape[:2]
     if time == 0:
