@@ -1,5 +1,12 @@
-// Persistent multi-threaded CPU kernels for the LSTM and the GRU (reset_after), called from JAX
-// through the XLA FFI (seqjax/kernels/native.py builds and registers them).
+// Persistent multi-threaded CPU kernels for the LSTM, the GRU (reset_after), minGRU and minLSTM,
+// called from JAX through the XLA FFI (seqjax/kernels/native_build.py builds and registers them,
+// seqjax/kernels/native.py wraps them in custom VJPs).
+//
+// Needs: an x86-64 CPU with AVX2 (8-float vectors; AVX-512F's 16-float vectors where the CPU has
+// them: -march=native decides at build time), GCC or Clang (vector extensions), Linux, and the
+// XLA FFI headers of the installed jaxlib. Elsewhere the build fails, native.available() is
+// False and backend="auto" falls back to fused (sequential for minGRU/minLSTM); tests/
+// test_kernels_native.py checks that fallback with no compiler at all.
 //
 // One call runs a whole sequence. Thread j owns the hidden units of its panels (VL units each) for
 // every gate, so it computes those units' gates, carry and outputs from start to end: its columns
@@ -13,7 +20,15 @@
 //           barrier, then dh_{t-1}[:, own] = dZ_t W_h[own, :]^T. The weight and input
 //           gradients are big matmuls over all steps, done by XLA afterwards (native.py).
 // minGRU and minLSTM (below) have no recurrent matmul: their backward computes dX and dW_x too.
-// Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse).
+// Semantics are those of seqjax.kernels.scan.masked_scan (masks, resets, reverse). The cells'
+// math is in LstmCell, GruCell, min_forward_tile and min_row_gradients; seqjax/cells.py lists
+// every other place that has it.
+//
+// Why each choice, with its measurement: experiments/results/bench/README.md.
+
+#if !defined(__x86_64__)
+#error "native.cc needs an x86-64 CPU with AVX2; backend='auto' falls back to fused without it"
+#endif
 
 #include <immintrin.h>
 #include <sched.h>
@@ -21,6 +36,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -101,7 +117,7 @@ inline vf vexp(vf x) {
 }
 // 1 / x from the hardware's approximate reciprocal (relative error < 2^-14, AVX2's 1.5 * 2^-12)
 // and one Newton step, which squares the error: a few ulps, against vdivps's ~10-cycle
-// throughput (measured in native.py's docstring).
+// throughput (measured: experiments/results/bench/README.md).
 inline vf vrcp(vf x) {
 #if defined(__AVX512F__)
   const vf r = reinterpret_cast<vf>(_mm512_rcp14_ps(reinterpret_cast<__m512>(x)));
@@ -355,10 +371,25 @@ float* scratch(int slot, size_t count) {
   return buffer.data();
 }
 
+// One scratch slot cut into consecutive arrays of the given sizes (floats), in that order.
+template <size_t N>
+std::array<float*, N> scratch_arrays(int slot, const size_t (&counts)[N]) {
+  size_t total = 0;
+  for (size_t count : counts) total += count;
+  float* next = scratch(slot, total);
+  std::array<float*, N> arrays;
+  for (size_t k = 0; k < N; ++k) {
+    arrays[k] = next;
+    next += counts[k];
+  }
+  return arrays;
+}
+
 // ---------------------------------------------------------------------------- cells
 //
-// The kernels are templates on the cell; its gate math sits in their `if constexpr (lstm)`
-// branches. Gate buffers are [.., G*H] with gate blocks of H (the layout of the params).
+// The kernels are templates on the cell, whose struct holds its gate math on the vectors of one
+// panel of one batch row; the kernels load and store around it. Gate buffers are [.., G*H] with
+// gate blocks of H (the layout of the params).
 
 struct Dims {
   int T, B, I, H;
@@ -369,10 +400,57 @@ inline int step_at(int s, int T, bool reverse) { return reverse ? T - 1 - s : s;
 
 struct LstmCell {
   static constexpr int G = 4;  // gates i, f, g, o
+
+  // From the gates' pre-activations z (biases included) and c_{t-1}: the gates (saved for the
+  // backward), c_t and h_t.
+  static SEQJAX_INLINE void forward(const vf (&z)[MAX_NG], vf c_in, vf (&act)[G], vf& c, vf& h) {
+    act[0] = vsigmoid(z[0]);
+    act[1] = vsigmoid(z[1]);
+    act[2] = vtanh(z[2]);
+    act[3] = vsigmoid(z[3]);
+    c = act[1] * c_in + act[0] * act[2];
+    h = act[3] * vtanh(c);
+  }
+
+  // From the saved gates, c_{t-1} and the cotangents of h_t and c_t: the gradients of the gates'
+  // pre-activations dz, and the part of c_{t-1}'s cotangent that does not go through W_h.
+  static SEQJAX_INLINE void backward(const vf (&act)[G], vf c_in, vf dh, vf dc, vf (&dz)[G],
+                                     vf& dc_in) {
+    const vf i = act[0], f = act[1], g = act[2], o = act[3];
+    const vf tc = vtanh(f * c_in + i * g);
+    dc += dh * o * (1.0f - tc * tc);
+    dz[0] = dc * g * i * (1.0f - i);
+    dz[1] = dc * c_in * f * (1.0f - f);
+    dz[2] = dc * i * (1.0f - g * g);
+    dz[3] = dh * tc * o * (1.0f - o);
+    dc_in = dc * f;
+  }
 };
 
 struct GruCell {
   static constexpr int G = 3;  // gates r, z, n; h_n = h W_hn + b_hn is saved apart
+
+  // From the pre-activations z (x W_x + b, plus h W_h + b_h for r and z only), h_n and h_{t-1}:
+  // the gates (saved for the backward) and h_t.
+  static SEQJAX_INLINE void forward(const vf (&z)[MAX_NG], vf h_n, vf h_in, vf (&act)[G],
+                                    vf& h) {
+    act[0] = vsigmoid(z[0]);
+    act[1] = vsigmoid(z[1]);
+    act[2] = vtanh(z[2] + act[0] * h_n);
+    h = (1.0f - act[1]) * act[2] + act[1] * h_in;
+  }
+
+  // From the saved gates, h_n, h_{t-1} and h_t's cotangent: the gradients of r's and z's
+  // pre-activations and of n's (tanh's argument) in dz, and the part of h_{t-1}'s cotangent
+  // that does not go through W_h.
+  static SEQJAX_INLINE void backward(const vf (&act)[G], vf h_n, vf h_in, vf dh, vf (&dz)[G],
+                                     vf& dh_in) {
+    const vf r = act[0], z = act[1], n = act[2];
+    dz[2] = dh * (1.0f - z) * (1.0f - n * n);
+    dz[1] = dh * (h_in - n) * z * (1.0f - z);
+    dz[0] = dz[2] * h_n * r * (1.0f - r);
+    dh_in = dh * z;
+  }
 };
 
 // ---------------------------------------------------------------------------- forward
@@ -453,29 +531,20 @@ void forward(const ForwardArgs& a) {
             const bool reset = a.reset[row], valid = a.mask[row];
             const vf hin = loadn(rows_h[r] + u0, n);
             float* acts = a.acts + row * G * H + u0;
-            vf h;
+            vf z[MAX_NG], act[G], h;
+            for (int g = 0; g < G; ++g) z[g] = acc[r][g] + bias[g];
             if constexpr (lstm) {
-              const vf i = vsigmoid(acc[r][0] + bias[0]), f = vsigmoid(acc[r][1] + bias[1]);
-              const vf g = vtanh(acc[r][2] + bias[2]), o = vsigmoid(acc[r][3] + bias[3]);
               const float* c_src = reset ? a.c0 : c_buf.data();
               const vf cin = loadn(c_src + static_cast<size_t>(bi) * H + u0, n);
-              const vf c = f * cin + i * g;
-              h = o * vtanh(c);
-              storen(acts, i, n);
-              storen(acts + H, f, n);
-              storen(acts + 2 * H, g, n);
-              storen(acts + 3 * H, o, n);
+              vf c;
+              LstmCell::forward(z, cin, act, c, h);
               storen(a.c_in + row * H + u0, cin, n);
               if (valid) storen(c_buf.data() + static_cast<size_t>(bi) * H + u0, c, n);
             } else {
-              const vf rg = vsigmoid(acc[r][0] + bias[0]), z = vsigmoid(acc[r][1] + bias[1]);
-              const vf nn = vtanh(acc[r][2] + bias[2] + rg * h_n[r]);
-              h = (1.0f - z) * nn + z * hin;
-              storen(acts, rg, n);
-              storen(acts + H, z, n);
-              storen(acts + 2 * H, nn, n);
+              GruCell::forward(z, h_n[r], hin, act, h);
               storen(a.h_n + row * H + u0, h_n[r], n);
             }
+            for (int g = 0; g < G; ++g) storen(acts + g * H, act[g], n);
             storen(a.h_in + row * H + u0, hin, n);
             const vf h_keep = valid ? h : loadn(h_prev + static_cast<size_t>(bi) * H + u0, n);
             storen(h_next + static_cast<size_t>(bi) * H + u0, h_keep, n);
@@ -546,37 +615,32 @@ void backward(const BackwardArgs& a) {
           const int u0 = p * VL, n = panels.lanes(p);
           const size_t at = static_cast<size_t>(bi) * H + u0;
           vf* db_p = db.data() + static_cast<size_t>(p - p0) * (G + 1);
-          vf dh_t = valid ? loadn(dh.data() + at, n) + loadn(a.dys + row * H + u0, n) : vf{};
+          const vf dh_t = valid ? loadn(dh.data() + at, n) + loadn(a.dys + row * H + u0, n)
+                                : vf{};
+          vf act[G], dz[G], dir;
+          for (int g = 0; g < G; ++g) act[g] = loadn(acts + g * H + u0, n);
           if constexpr (lstm) {
-            const vf i = loadn(acts + u0, n), f = loadn(acts + H + u0, n);
-            const vf g = loadn(acts + 2 * H + u0, n), o = loadn(acts + 3 * H + u0, n);
-            const vf cin = loadn(a.c_in + row * H + u0, n);
-            const vf tc = vtanh(f * cin + i * g);
-            const vf dc_t = (valid ? loadn(dc.data() + at, n) : vf{}) + dh_t * o * (1.0f - tc * tc);
-            const vf dz[4] = {dc_t * g * i * (1.0f - i), dc_t * cin * f * (1.0f - f),
-                              dc_t * i * (1.0f - g * g), dh_t * tc * o * (1.0f - o)};
-            for (int q = 0; q < 4; ++q) {
+            const vf dc_t = valid ? loadn(dc.data() + at, n) : vf{};
+            LstmCell::backward(act, loadn(a.c_in + row * H + u0, n), dh_t, dc_t, dz, dir);
+            for (int q = 0; q < G; ++q) {
               storen(dz_row + q * H + u0, dz[q], n);
               db_p[q] += dz[q];
             }
-            storen(direct.data() + at, dc_t * f, n);
           } else {
-            const vf rg = loadn(acts + u0, n), z = loadn(acts + H + u0, n);
-            const vf nn = loadn(acts + 2 * H + u0, n), hn = loadn(a.h_n + row * H + u0, n);
-            const vf hin = loadn(a.h_in + row * H + u0, n);
-            const vf dn = dh_t * (1.0f - z) * (1.0f - nn * nn);
-            const vf dz = dh_t * (hin - nn) * z * (1.0f - z);
-            const vf dr = dn * hn * rg * (1.0f - rg);
-            storen(dz_row + u0, dr, n);
-            storen(dz_row + H + u0, dz, n);
+            // dZh = [dr, dz, dn r] feeds W_h; the input side's dn (1 - r) goes apart (dnx).
+            const vf hn = loadn(a.h_n + row * H + u0, n), hin = loadn(a.h_in + row * H + u0, n);
+            GruCell::backward(act, hn, hin, dh_t, dz, dir);
+            const vf rg = act[0], dn = dz[2];
+            storen(dz_row + u0, dz[0], n);
+            storen(dz_row + H + u0, dz[1], n);
             storen(dz_row + 2 * H + u0, dn * rg, n);
             storen(a.dnx + row * H + u0, dn * (1.0f - rg), n);
-            storen(direct.data() + at, dh_t * z, n);
-            db_p[0] += dr;
-            db_p[1] += dz;
+            db_p[0] += dz[0];
+            db_p[1] += dz[1];
             db_p[2] += dn;
             db_p[3] += dn * rg;
           }
+          storen(direct.data() + at, dir, n);
         }
       }
       barrier.wait();
@@ -680,7 +744,7 @@ inline const float* min_state_in(const Args& a, int s, int bi, bool after_reset)
 // The gates and the recurrence on one register tile of step s: batch rows [r0, r0 + rows),
 // panels [p, p + NP) of G gates each. With G and NP constants the compiler keeps the tile in
 // registers and overlaps the exp chains of its vectors (forward kernel 8% faster than a loop over
-// runtime G and NP, measured in native.py's docstring). The saved pre-activations are streamed:
+// runtime G and NP, measured in the results README). The saved pre-activations are streamed:
 // only the backward reads them, after the whole sequence.
 template <int G, int NP>
 inline void min_forward_tile(const MinForwardArgs& a, const Panels& panels, int s, size_t tb,
@@ -747,7 +811,7 @@ void min_forward(const MinForwardArgs& a) {
     populate(a.xw, TBH * S, j, panels.threads);
     const int p0 = panels.begin(j), p1 = panels.end(j);
     // minGRU's two gates fill half a register tile: two panels go through it at once, which
-    // halves the broadcasts per multiply-add (measured in native.py's docstring).
+    // halves the broadcasts per multiply-add (measured in the results README).
     const int per_tile = MAX_NG / G;
     const auto group = [&](int p) { return std::min(per_tile, p1 - p); };
     float* wx = scratch(0, static_cast<size_t>(p1 - p0) * I * G * VL);
@@ -900,19 +964,22 @@ void min_backward(const MinBackwardArgs& a) {
     const int b0 = B * j / threads, rows_own = B * (j + 1) / threads - b0;
     const int steps_per_block = std::max(1, 128 / rows_own), KB = steps_per_block * rows_own;
     const size_t own_h = static_cast<size_t>(rows_own) * H;
-    // One scratch allocation: packed W_x^T; the step's own rows of dZ; the block's rows of dZ
-    // by panel group, [group][KB][GW] (zero-padded past K), and of X; this thread's dW_x and db;
-    // dh and dh0 of own rows; the packed columns of W_x whose pre-activations are recomputed, and
-    // a step's own rows of them.
-    const size_t n_wt = static_cast<size_t>(in_panels) * VL * K;
-    const size_t n_zr = static_cast<size_t>(rows_own) * K;
-    const size_t n_zp = static_cast<size_t>(groups) * KB * GW, n_xb = static_cast<size_t>(KB) * I;
-    const size_t n_dw = static_cast<size_t>(I) * K, n_wr = static_cast<size_t>(r_panels) * VL * I;
-    float* wt = scratch(0, n_wt + n_zr + n_zp + n_xb + n_dw + K + 2 * own_h + n_wr +
-                               static_cast<size_t>(rows_own) * RH);
-    float *zr = wt + n_wt, *zp = zr + n_zr, *xb = zp + n_zp, *dw = xb + n_xb, *dbp = dw + n_dw;
-    float *dh = dbp + K, *dh0 = dh + own_h, *wr = dh0 + own_h, *pre = wr + n_wr;
-    std::fill(dw, dw + n_dw + K + 2 * own_h, 0.0f);
+    const size_t n_dw = static_cast<size_t>(I) * K;
+    const auto [wt, zr, zp, xb, dw, dbp, dh, dh0, wr, pre] = scratch_arrays(0, {
+        static_cast<size_t>(in_panels) * VL * K,  // wt: W_x^T packed
+        static_cast<size_t>(rows_own) * K,        // zr: the step's own rows of dZ
+        static_cast<size_t>(groups) * KB * GW,    // zp: the block's rows of dZ by panel group,
+                                                  //     [group][KB][GW], zero-padded past K
+        static_cast<size_t>(KB) * I,              // xb: the block's rows of X
+        n_dw,                                     // dw: this thread's dW_x
+        static_cast<size_t>(K),                   // dbp: this thread's db
+        own_h, own_h,                             // dh, dh0 of own rows
+        static_cast<size_t>(r_panels) * VL * I,   // wr: W_x's recomputed columns packed
+        static_cast<size_t>(rows_own) * RH});     // pre: a step's own recomputed rows
+    std::fill(dw, dw + n_dw, 0.0f);
+    std::fill(dbp, dbp + K, 0.0f);
+    std::fill(dh, dh + own_h, 0.0f);
+    std::fill(dh0, dh0 + own_h, 0.0f);
     dw_parts[j] = dw;
     db_parts[j] = dbp;
     for (int p = 0; p < in_panels; p += MAX_NG)
