@@ -81,6 +81,7 @@ class Classifier(nnx.Module):
         return self.out(self.rnn(self.embed(tokens), mask=mask))[:, 0]
 
 
+@pytest.mark.default_numerics  # optax.adam promotes int32 step counts
 def test_module_trains_under_nnx_jit_with_an_optimizer():
     model = Classifier(nnx.Rngs(params=0, dropout=1))
     optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
