@@ -50,9 +50,8 @@ def plan(batch, hidden, cores, interpret, block_b=None, block_h=None, split=None
     small = interpret or h_pad <= 64
     block_h = block_h or (min(h_pad, 32) if small else 16)
     k_chunk = k_chunk or (None if small else 64)
-    # The backward kernel does more per step than the forward and gains from more warps; 16 at
-    # H256 (S1 LSTM 1.58 ms vs 1.96 with 8, 2.05 with 8 in both), 8 for one program per batch
-    # block (S4 5.62 ms vs 6.70 with 16).
+    # The backward kernel does more per step than the forward and gains from more warps: 16 at
+    # H256 and 8 for one program per batch block were the fastest on an H100 (results README).
     num_warps = num_warps or (4, 8 if small else 16)
     num_warps = (num_warps, num_warps) if isinstance(num_warps, int) else tuple(num_warps)
     if len(num_warps) != 2 or any(n not in (1, 2, 4, 8, 16, 32) for n in num_warps):
