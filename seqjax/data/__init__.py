@@ -9,6 +9,7 @@ loaders keep their encoded splits in an on-disk cache (:func:`cache_dir`,
 
 from .batching import Batch as Batch
 from .batching import BatchIterator as BatchIterator
+from .batching import DenseArrays as DenseArrays
 from .cache import CACHE_DIR_ENV as CACHE_DIR_ENV
 from .cache import cache_dir as cache_dir
 from .cache import clear_cache as clear_cache
@@ -66,6 +67,7 @@ __all__ = [
     "CharTokenizer",
     "DataFormatError",
     "DatePairs",
+    "DenseArrays",
     "Examples",
     "LoadedDataset",
     "Sentence",

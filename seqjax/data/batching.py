@@ -15,9 +15,13 @@ import numpy as np
 
 from .padding import pad_sequences, sequence_mask
 
-__all__ = ["Batch", "BatchIterator"]
+__all__ = ["Batch", "BatchIterator", "DenseArrays"]
 
 _STATE_VERSION = 1
+# Datasets up to this size stay on the devices for a whole fit by default (``on_device=None``):
+# IMDB at T 120 is 12 MB, so this leaves room for far larger course datasets while never
+# claiming a large share of an accelerator's memory.
+DEVICE_BYTES_DEFAULT = 1 << 30
 
 
 class Batch(NamedTuple):
@@ -34,6 +38,22 @@ class Batch(NamedTuple):
     inputs: np.ndarray
     mask: np.ndarray
     targets: Any
+
+
+class DenseArrays(NamedTuple):
+    """A dense dataset as whole arrays, from which every batch is a gather of rows.
+
+    Attributes:
+        inputs: [N, T, ...] (or [N, ...] without a time axis).
+        lengths: int [N], the valid steps of each row (T when the iterator got no ``lengths``).
+        targets: ``None``, an array [N, ...] or a tuple of such arrays.
+        padding: ``"post"`` or ``"pre"``: the side of each row that ``lengths`` leaves invalid.
+    """
+
+    inputs: np.ndarray
+    lengths: np.ndarray
+    targets: Any
+    padding: str
 
 
 class _Column:
@@ -103,6 +123,12 @@ class BatchIterator:
         num_epochs: Stop after this many epochs (``None``: never stop).
         epoch: Starting epoch (normally left at 0; see :meth:`from_state`).
         position: Starting batch within ``epoch``.
+        on_device: Whether :func:`seqjax.train.fit` and :func:`~seqjax.train.evaluate` keep
+            the whole dataset on the devices and gather each batch there by index (no
+            host-to-device copy per batch; see :attr:`device_resident`). ``None``: when the
+            inputs and targets are dense arrays of at most 1 GiB together; ``True``: always
+            (``ValueError`` for ragged data); ``False``: never. Iterating yields numpy batches
+            either way.
     """
 
     def __init__(
@@ -125,6 +151,7 @@ class BatchIterator:
         num_epochs: int | None = None,
         epoch: int = 0,
         position: int = 0,
+        on_device: bool | None = None,
     ) -> None:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -140,6 +167,8 @@ class BatchIterator:
             raise ValueError(f"pad_to must be a non-negative int or None, got {pad_to!r}")
         if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 0):
             raise ValueError(f"num_epochs must be a non-negative int or None, got {num_epochs!r}")
+        if on_device not in (None, True, False):
+            raise ValueError(f"on_device must be True, False or None, got {on_device!r}")
 
         self._inputs = _Column(inputs, "inputs")
         n = len(self._inputs)
@@ -215,6 +244,13 @@ class BatchIterator:
                 UserWarning,
                 stacklevel=2,
             )
+        self.on_device = on_device
+        if on_device and self.dense_arrays() is None:
+            raise ValueError(
+                "on_device=True needs dense inputs and targets (numpy arrays); ragged data is "
+                "padded per batch on the host: pad it first (pad_sequences) or pass "
+                "on_device=None"
+            )
         self._cached_epoch: int | None = None
         self._cached_order: list[np.ndarray] = []
         self.epoch = 0
@@ -268,6 +304,55 @@ class BatchIterator:
         epoch = self.epoch
         while self.epoch == epoch and (self.num_epochs is None or epoch < self.num_epochs):
             yield next(self)
+
+    def iter_epoch_indices(self) -> Iterator[np.ndarray]:
+        """Like :meth:`iter_epoch`, but yields each batch's example indices [B] (int64).
+
+        The iterator advances exactly as with :meth:`iter_epoch`, so :meth:`state` stays
+        valid; ``make_batch(indices)`` is the batch :meth:`iter_epoch` would have yielded.
+        """
+        epoch = self.epoch
+        while self.epoch == epoch and (self.num_epochs is None or epoch < self.num_epochs):
+            indices = self.epoch_order(self.epoch)[self.position]
+            self.position += 1
+            if self.position == self.batches_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+            yield indices
+
+    def dense_arrays(self) -> DenseArrays | None:
+        """The whole dataset as arrays when every batch is a gather of its rows, else None.
+
+        That is the case when the inputs and all targets are dense arrays (ragged columns
+        are padded per batch, so their batches are not gathers of fixed rows).
+        """
+        if self._inputs.ragged or any(col.ragged for col in self._targets):
+            return None
+        targets: Any = [col.data for col in self._targets]
+        targets = tuple(targets) if self._targets_is_tuple else (targets[0] if targets else None)
+        return DenseArrays(self._inputs.data, self._lengths, targets, self.padding)
+
+    @property
+    def device_resident(self) -> bool:
+        """Whether ``fit``/``evaluate`` put this dataset on the devices once (see ``on_device``)."""
+        if self.on_device is not None:
+            return self.on_device
+        arrays = self.dense_arrays()
+        if arrays is None:
+            return False
+        nbytes = sum(np.asarray(x).nbytes for x in (arrays.inputs, arrays.lengths))
+        nbytes += sum(np.asarray(x).nbytes for x in _leaves(arrays.targets))
+        return nbytes <= DEVICE_BYTES_DEFAULT
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether every full batch has the same shapes (so one compiled step serves them all).
+
+        Ragged inputs padded to each batch's longest sequence (no ``pad_to``) and ragged
+        seq2seq targets give a different T from batch to batch.
+        """
+        ragged_inputs = self._inputs.ragged and self.pad_to is None
+        ragged_tuple = self._targets_is_tuple and any(col.ragged for col in self._targets)
+        return not (ragged_inputs or ragged_tuple)
 
     def make_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
         """Builds the batch of the given example indices (padding and masks included)."""
@@ -385,3 +470,9 @@ class BatchIterator:
                 f"got {position}"
             )
         self.epoch, self.position = epoch, position
+
+
+def _leaves(targets: Any) -> list:
+    if targets is None:
+        return []
+    return list(targets) if isinstance(targets, tuple) else [targets]

@@ -11,9 +11,16 @@
   methods: its state is saved with each checkpoint and restored on a restart; the next
   ``iter(train_data)`` must then yield the rest of the interrupted epoch.
 
-A batch is anything ``loss_fn`` understands; to be padded over devices and counted per example
-it should be ``(inputs, mask, targets)`` (e.g. ``seqjax.data.Batch``) with ``mask`` bool
-``[B, T]``.
+A batch is anything ``loss_fn`` understands; to be padded and counted per example it should be
+``(inputs, mask, targets)`` (e.g. ``seqjax.data.Batch``) with ``mask`` bool ``[B, T]``.
+
+Both loops run a chunk of K steps per jitted call (``steps_per_execution``, see
+:mod:`seqjax.train.multistep` and :mod:`seqjax.train.staging`) and compile each batch shape once:
+a smaller batch (the last of an epoch) is padded with rows whose mask is all False, so
+``loss_fn`` and the model must give finite values for such rows and leave them out of the loss
+(every loss and metric of :mod:`seqjax.train` does when given the mask; a model that divides by
+a row's valid count should use ``max(count, 1)``). Batches with another T compile once per
+distinct T; keep T fixed (``BatchIterator(pad_to=...)``) to compile once.
 """
 
 from __future__ import annotations
@@ -25,16 +32,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+
+from seqjax.data import DenseArrays
 
 from .callbacks import Callback, CallbackList
 from .checkpoints import Checkpointer
 from .history import History, resolve_mode
 from .metrics import Ratio
+from .multistep import gather_rows, scan_eval_steps, scan_train_steps
 from .parallel import DataParallel
-from .steps import TrainState, make_eval_step, make_train_step
+from .staging import Feed, numbered, resolve_steps_per_execution
+from .steps import TrainState, _optax_init, make_eval_step, make_train_step
 
 __all__ = ["fit", "evaluate"]
 
@@ -47,29 +59,35 @@ _META_VERSION = 1
 
 
 class _Accumulator:
-    """Sums metrics over an epoch: Ratios exactly, other scalars weighted by example count."""
+    """Sums metrics over an epoch: Ratios exactly, other scalars weighted by example count.
+
+    Metrics arrive per chunk with a leading step axis; they are summed on the host in float64,
+    step by step in batch order, so the sums do not depend on how steps were cut into chunks.
+    """
 
     def __init__(self, sums: Mapping[str, list] | None = None):
         self.sums: dict[str, list] = {k: list(v) for k, v in (sums or {}).items()}
-        self._pending: list[tuple[Any, float]] = []
+        self._pending: list[tuple[Any, list[float]]] = []
 
-    def add(self, metrics, weight: float) -> None:
-        self._pending.append((metrics, float(weight)))
+    def add(self, metrics, weights: Sequence[float]) -> None:
+        """Adds a chunk's metrics ([K] leaves) for its first ``len(weights)`` steps."""
+        self._pending.append((metrics, [float(w) for w in weights]))
 
     def flush(self) -> None:
         if not self._pending:
             return
         fetched = jax.device_get([m for m, _ in self._pending])
-        for metrics, (_, weight) in zip(fetched, self._pending, strict=True):
-            for name, m in metrics.items():
-                if isinstance(m, Ratio):
-                    entry = self.sums.setdefault(name, [0.0, 0.0, m.post])
-                    entry[0] += float(m.numerator)
-                    entry[1] += float(m.denominator)
-                else:
-                    entry = self.sums.setdefault(name, [0.0, 0.0, "mean"])
-                    entry[0] += float(m) * weight
-                    entry[1] += weight
+        for metrics, (_, weights) in zip(fetched, self._pending, strict=True):
+            for t, weight in enumerate(weights):
+                for name, m in metrics.items():
+                    if isinstance(m, Ratio):
+                        entry = self.sums.setdefault(name, [0.0, 0.0, m.post])
+                        entry[0] += float(m.numerator[t])
+                        entry[1] += float(m.denominator[t])
+                    else:
+                        entry = self.sums.setdefault(name, [0.0, 0.0, "mean"])
+                        entry[0] += float(m[t]) * weight
+                        entry[1] += weight
         self._pending.clear()
 
     def result(self) -> dict[str, float]:
@@ -83,36 +101,6 @@ class _Accumulator:
     def to_json(self) -> dict:
         self.flush()
         return {k: list(v) for k, v in self.sums.items()}
-
-
-def _example_weight(batch) -> float:
-    """Number of real examples: rows with a valid step, or the batch size without a mask."""
-    mask = None
-    if hasattr(batch, "_fields") and hasattr(batch, "mask"):
-        mask = batch.mask
-    elif isinstance(batch, (tuple, list)) and len(batch) == 3:
-        mask = batch[1]
-    if mask is not None and np.ndim(mask) >= 1:
-        mask = np.asarray(mask)
-        if mask.dtype == bool:
-            return float(np.any(mask.reshape(mask.shape[0], -1), axis=-1).sum())
-    leaves = [x for x in jax.tree.leaves(batch) if np.ndim(x) > 0]
-    return float(np.shape(leaves[0])[0]) if leaves else 1.0
-
-
-def _epoch_source(data, epoch: int, name: str):
-    if data is None:
-        return None
-    if callable(getattr(data, "iter_epoch", None)):
-        return data.iter_epoch()  # epoch-aware iterators (seqjax.data.BatchIterator)
-    if callable(data) and not hasattr(data, "__iter__"):
-        source = data(epoch)
-        if not hasattr(source, "__iter__"):
-            raise ValueError(f"{name}(epoch) must return an iterable of batches")
-        return source
-    if hasattr(data, "__iter__"):
-        return data
-    raise ValueError(f"{name} must be an iterable of batches or a callable epoch -> batches")
 
 
 def _is_data(data) -> bool:
@@ -208,15 +196,26 @@ def fit(
     plot_path: str | os.PathLike | None = None,
     devices: Sequence[jax.Device] | None = None,
     learning_rate: optax.Schedule | None = None,
+    steps_per_execution: int | str | None = "auto",
 ) -> History:
     """Trains ``model`` in place, Keras style, and returns the :class:`History`.
 
-    Each epoch runs the jitted train step (compiled once, state donated) over ``train_data``
-    with a tqdm progress bar showing the running loss and metrics, then evaluates
-    ``validation_data`` (metrics logged with a ``val_`` prefix). The batch is sharded over all
-    ``devices`` and the state replicated (see :mod:`seqjax.train.parallel`; batches that do not
-    divide over the devices are padded with masked examples). Step ``s`` uses the key
-    ``fold_in(key(seed), s)``, so a run is reproducible and resumable.
+    Each epoch runs the train step over ``train_data`` with a tqdm progress bar showing the
+    running loss and metrics, then evaluates ``validation_data`` (metrics logged with a ``val_``
+    prefix). The steps run ``steps_per_execution`` (K) batches per jitted call: a ``lax.scan``
+    over K batches put on the devices in one transfer, or gathered by index from a dense
+    :class:`~seqjax.data.BatchIterator` that stays on the devices for the whole run. Each batch
+    shape compiles once: the last, partial batch is padded with masked rows (see the module
+    docstring) and a partial chunk skips its empty slots. A run compiles three programs (the
+    initial state, the train chunk, the eval chunk), in the first epoch. Batches are sharded
+    over all ``devices`` and the state replicated (see :mod:`seqjax.train.parallel`). Step ``s``
+    uses the key ``fold_in(key(seed), s)`` whatever K is, so a run is reproducible and
+    resumable, and K changes nothing but speed (to float rounding).
+
+    Callbacks see the loop at chunk granularity: after a chunk has run, ``on_train_batch_end``
+    is called for each of its steps in turn (``loop.state`` is then the state after the chunk),
+    ``stop_training`` stops at the end of the chunk, and metrics are fetched for the progress bar
+    when a chunk crosses a multiple of ``log_every`` steps.
 
     Args:
         model: the ``nnx.Module`` to train; it holds the trained weights afterwards.
@@ -236,7 +235,9 @@ def fit(
         log_every: fetch metrics for the progress bar every this many steps.
         checkpoint_dir: directory for orbax checkpoints (and ``history.json``); None: none.
         save_every_steps: also checkpoint every this many steps (checkpoints are always written
-            at the end of every epoch and of training when ``checkpoint_dir`` is set).
+            at the end of every epoch and of training when ``checkpoint_dir`` is set). Chunks
+            end at these steps, so the checkpoints fall exactly on them; one that falls on the
+            end of an epoch is the epoch's checkpoint, written after validation.
         max_to_keep: latest checkpoints kept.
         keep_best: keep the best checkpoint by ``monitor`` in ``checkpoint_dir/best``.
         monitor: metric that decides the best checkpoint (``"val_loss"``; without validation
@@ -248,6 +249,11 @@ def fit(
         plot_path: write learning-curve PNG here (see :func:`~seqjax.train.plots.plot_history`).
         devices: devices for data parallelism (default: all).
         learning_rate: optional optax schedule, logged per epoch as ``learning_rate``.
+        steps_per_execution: batches per jitted call (K, like Keras' argument of that name);
+            ``"auto"`` or None: equal chunks of at most 128 batches per epoch (at most
+            ``save_every_steps``; fewer when host-staged batches are large; 1 for a
+            ``BatchIterator`` whose T varies from batch to batch), chosen for the training and
+            the validation data separately.
 
     Returns:
         The :class:`History`; ``history.train_state`` is the final ``TrainState``.
@@ -261,7 +267,8 @@ def fit(
         ...         self.embed = nnx.Embed(20, 8, rngs=rngs)
         ...         self.out = nnx.Linear(8, 2, rngs=rngs)
         ...     def __call__(self, x, mask):
-        ...         h = (self.embed(x) * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        ...         count = jnp.maximum(mask.sum(1, keepdims=True), 1)  # padding rows: no NaN
+        ...         h = (self.embed(x) * mask[..., None]).sum(1) / count
         ...         return self.out(h)
         >>> def loss_fn(model, batch, key):
         ...     inputs, mask, labels = batch
@@ -296,6 +303,7 @@ def fit(
         raise ValueError(f"log_every must be a positive int, got {log_every!r}")
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    steps_per_execution = resolve_steps_per_execution(steps_per_execution)
     if save_every_steps is not None and checkpoint_dir is None:
         raise ValueError("save_every_steps needs checkpoint_dir")
     if not _is_data(train_data):
@@ -308,14 +316,15 @@ def fit(
 
     parallel = DataParallel(devices)
     callback_list = CallbackList(callbacks)
-    train_step = jax.jit(
-        make_train_step(loss_fn, optimizer, learning_rate=learning_rate),
-        donate_argnums=0,
-        out_shardings=parallel.replicated,
-    )
-    eval_step = jax.jit(make_eval_step(eval_loss_fn or loss_fn), out_shardings=parallel.replicated)
+    train_feed = Feed(train_data, parallel, steps_per_execution, every=save_every_steps)
+    val_feed = None if validation_data is None else Feed(validation_data, parallel,
+                                                         steps_per_execution)
+    train_chunk = _jit_train_chunk(make_train_step(loss_fn, optimizer, learning_rate=learning_rate),
+                                   train_feed, parallel)
+    eval_chunk = None if val_feed is None else _jit_eval_chunk(
+        make_eval_step(eval_loss_fn or loss_fn), val_feed, parallel)
 
-    state = parallel.replicate(TrainState.create(model, optimizer, seed=seed))
+    state = _initial_state(model, optimizer, seed, parallel)
     history = History()
     checkpointer = None
     start_epoch, skip_batches, accumulator, stopped = 0, 0, None, False
@@ -327,6 +336,7 @@ def fit(
     loop = TrainingLoop(state, history, parallel, checkpointer, monitor)
     callback_list.set_loop(loop)
 
+    last_saved = [None]
     if checkpointer is not None and resume and checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
         if meta.get("version") != _META_VERSION:
@@ -335,6 +345,7 @@ def fit(
         history = History.from_dict(meta["history"])
         loop.state, loop.history = state, history
         loop.global_step = int(meta["global_step"])
+        last_saved[0] = loop.global_step  # never rewrite the checkpoint just restored
         start_epoch, skip_batches = int(meta["epoch"]), int(meta["batches_done"])
         stopped = bool(meta.get("stopped", False))
         if skip_batches:
@@ -345,9 +356,12 @@ def fit(
     else:
         data_restored = False
 
-    last_saved = [None]
+    has_data_state = _data_state(train_data) is not None
+    current_data_state = object()  # "read the data's state now"
 
-    def checkpoint_meta(epoch, batches_done, acc, is_stopped=False):
+    def checkpoint_meta(epoch, batches_done, acc, is_stopped=False, data_state=current_data_state):
+        if data_state is current_data_state:
+            data_state = _data_state(train_data)
         return {
             "version": _META_VERSION,
             "epoch": epoch,
@@ -356,7 +370,7 @@ def fit(
             "accumulator": acc.to_json() if acc is not None else {},
             "history": loop.history.to_dict(),
             "callbacks": callback_list.state_dict(),
-            "data_state": _data_state(train_data),
+            "data_state": data_state,
             "stopped": is_stopped,
         }
 
@@ -374,35 +388,43 @@ def fit(
         skip = skip_batches if resumed and not data_restored else 0
         offset = skip_batches if resumed and data_restored else 0
         done = skip_batches if resumed else 0
-        source = _epoch_source(train_data, epoch, "train_data")
+        source = train_feed.epoch_source(epoch, "train_data")
         total = steps_per_epoch or _length(train_data, source)
+        train_feed.batches_per_epoch = total
         bar = _progress(total, f"Epoch {epoch + 1}/{epochs}", verbose, initial=done)
         seen_any = done > 0
-        for index, batch in enumerate(source, start=offset):
-            if steps_per_epoch is not None and index >= steps_per_epoch:
-                break
-            if index < skip:
-                continue
+        chunks = train_feed.chunks(
+            numbered(source, offset=offset, skip=skip, stop=steps_per_epoch),
+            first_step=loop.global_step,
+            state_fn=(lambda: _data_state(train_data)) if has_data_state else None,
+        )
+        chunk = next(chunks, None)
+        while chunk is not None:
+            loop.state, metrics = train_chunk(loop.state, chunk.xs, chunk.valid,
+                                              train_feed.device_data)
+            following = next(chunks, None)  # staged on the host while the devices run `chunk`
             seen_any = True
-            weight = _example_weight(batch)
-            sharded, _ = parallel.shard_batch(batch)
-            loop.state, metrics = train_step(loop.state, sharded)
-            acc.add(metrics, weight)
-            loop.global_step += 1
-            done = index + 1
+            acc.add(metrics, chunk.weights)
+            first_step, loop.global_step = loop.global_step, loop.global_step + chunk.count
+            done = chunk.last_index + 1
             batch_logs = {}
-            if loop.global_step % log_every == 0:
-                acc.flush()
+            if _crossed(first_step, loop.global_step, log_every):
                 batch_logs = acc.result()
                 if bar is not None:
                     bar.set_postfix(_fmt(batch_logs), refresh=False)
             if bar is not None:
-                bar.update(1)
-            callback_list.on_train_batch_end(loop.global_step, batch_logs)
-            if save_every_steps and loop.global_step % save_every_steps == 0:
-                save(checkpoint_meta(epoch, done, acc))
+                bar.update(chunk.count)
+            for step in range(first_step + 1, loop.global_step + 1):
+                callback_list.on_train_batch_end(step, batch_logs if step == loop.global_step
+                                                 else {})
+            # The last chunk of an epoch is saved by the epoch-end checkpoint, after validation;
+            # a mid-epoch one there would record a data position already in the next epoch.
+            if (save_every_steps and following is not None
+                    and _crossed(first_step, loop.global_step, save_every_steps)):
+                save(checkpoint_meta(epoch, done, acc, data_state=chunk.data_state))
             if loop.stop_training:
                 break
+            chunk = following
         if not seen_any:
             if bar is not None:
                 bar.close()
@@ -414,8 +436,8 @@ def fit(
         if learning_rate is not None:
             logs["learning_rate"] = float(learning_rate(loop.global_step))
         if validation_data is not None:
-            val_logs = _evaluate(eval_step, loop.state, parallel, validation_data, epoch,
-                                 validation_steps, "validation_data")
+            val_logs = _evaluate(eval_chunk, loop.state, val_feed, epoch, validation_steps,
+                                 "validation_data")
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         loop.history.append(epoch, logs)
         if bar is not None:
@@ -448,6 +470,51 @@ def fit(
     return history
 
 
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in ``(before, after]``."""
+    return before // every != after // every
+
+
+def _initial_state(model: nnx.Module, optimizer, seed: int, parallel: DataParallel) -> TrainState:
+    """``TrainState.create`` as one compiled program (eagerly, every optimizer-state leaf and
+    every copy would compile a program of its own), replicated over the devices."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+
+    def init(params, model_state):
+        # Fresh buffers, so that donating the state never invalidates the model's arrays.
+        params, model_state = jax.tree.map(jnp.copy, (params, model_state))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                          opt_state=_optax_init(optimizer, params), rng=jax.random.key(seed),
+                          graphdef=graphdef)
+
+    return jax.jit(init, out_shardings=parallel.replicated)(params, model_state)
+
+
+def _device_gather(feed: Feed, parallel: DataParallel):
+    padding = feed.padding
+
+    def gather(data, indices):
+        batch = gather_rows(DenseArrays(*data, padding), indices)
+        return jax.tree.map(
+            lambda x: jax.lax.with_sharding_constraint(x, parallel.batch_sharding) if x.ndim
+            else x, batch)
+
+    return gather
+
+
+def _jit_train_chunk(train_step, feed: Feed, parallel: DataParallel):
+    gather = _device_gather(feed, parallel) if feed.on_device else None
+    return jax.jit(scan_train_steps(train_step, gather), donate_argnums=0,
+                   out_shardings=(parallel.replicated, parallel.replicated))
+
+
+def _jit_eval_chunk(eval_step, feed: Feed, parallel: DataParallel):
+    gather = _device_gather(feed, parallel) if feed.on_device else None
+    return jax.jit(scan_eval_steps(eval_step, gather), out_shardings=parallel.replicated)
+
+
 def _length(data, source):
     for obj in (source, data):
         if hasattr(obj, "__len__"):
@@ -467,17 +534,15 @@ def _progress(total, desc, verbose, initial=0):
                 dynamic_ncols=True)
 
 
-def _evaluate(eval_step, state, parallel, data, epoch, steps, name) -> dict[str, float]:
+def _evaluate(eval_chunk, state, feed: Feed, epoch, steps, name) -> dict[str, float]:
     acc = _Accumulator()
-    source = _epoch_source(data, epoch, name)
+    source = feed.epoch_source(epoch, name)
+    length = _length(feed.data, source)
+    feed.batches_per_epoch = min(steps, length) if steps and length else (steps or length)
     count = 0
-    for index, batch in enumerate(source):
-        if steps is not None and index >= steps:
-            break
-        weight = _example_weight(batch)
-        sharded, _ = parallel.shard_batch(batch)
-        acc.add(eval_step(state, sharded), weight)
-        count += 1
+    for chunk in feed.chunks(numbered(source, stop=steps)):
+        acc.add(eval_chunk(state, chunk.xs, chunk.valid, feed.device_data), chunk.weights)
+        count += chunk.count
     if count == 0:
         warnings.warn(f"{name} yielded no batches", stacklevel=3)
     return acc.result()
@@ -491,8 +556,12 @@ def evaluate(
     steps: int | None = None,
     seed: int = 0,
     devices: Sequence[jax.Device] | None = None,
+    steps_per_execution: int | str | None = "auto",
 ) -> dict[str, float]:
     """Averages ``loss_fn``'s loss and metrics over ``data`` with the model in eval mode.
+
+    Runs K batches per jitted call like :func:`fit` (the last, partial batch padded with
+    masked rows; a dense ``BatchIterator`` gathered on the devices).
 
     Args:
         model_or_state: an ``nnx.Module`` or a ``TrainState``.
@@ -501,18 +570,24 @@ def evaluate(
         steps: evaluate at most this many batches.
         seed: seed of the key passed to ``loss_fn``.
         devices: devices for data parallelism (default: all).
+        steps_per_execution: batches per jitted call (K); ``"auto"`` or None chooses it (see
+            :func:`fit`).
 
     Returns:
         ``{"loss": ..., metric: ...}`` as Python floats (Keras' ``evaluate(return_dict=True)``).
     """
-    if isinstance(model_or_state, nnx.Module):
-        state = TrainState.create(model_or_state, optax.identity(), seed=seed)
-    elif isinstance(model_or_state, TrainState):
-        state = model_or_state
-    else:
-        raise ValueError("model_or_state must be an nnx.Module or a TrainState")
     if not callable(loss_fn):
         raise ValueError("loss_fn must be callable: loss_fn(model, batch, key)")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+    steps_per_execution = resolve_steps_per_execution(steps_per_execution)
     parallel = DataParallel(devices)
-    eval_step = jax.jit(make_eval_step(loss_fn), out_shardings=parallel.replicated)
-    return _evaluate(eval_step, parallel.replicate(state), parallel, data, 0, steps, "data")
+    if isinstance(model_or_state, nnx.Module):
+        state = _initial_state(model_or_state, optax.identity(), seed, parallel)
+    elif isinstance(model_or_state, TrainState):
+        state = parallel.replicate(model_or_state)
+    else:
+        raise ValueError("model_or_state must be an nnx.Module or a TrainState")
+    feed = Feed(data, parallel, steps_per_execution)
+    eval_chunk = _jit_eval_chunk(make_eval_step(loss_fn), feed, parallel)
+    return _evaluate(eval_chunk, state, feed, 0, steps, "data")

@@ -65,8 +65,13 @@ LossFn = Callable[[nnx.Module, Any, jax.Array], Any]
 
 
 def _copy_tree(tree):
-    """Fresh buffers for every array (so donating the state never invalidates the user's model)."""
-    return jax.tree.map(lambda x: x.copy() if hasattr(x, "copy") else x, tree)
+    """Fresh buffers for every array (so donating the state never invalidates the user's model).
+
+    ``device_put(may_alias=False)`` copies without compiling anything (``x.copy()`` compiles a
+    program per shape)."""
+    return jax.tree.map(
+        lambda x: jax.device_put(x, may_alias=False) if isinstance(x, jax.Array) else (
+            x.copy() if hasattr(x, "copy") else x), tree)
 
 
 @struct.dataclass
