@@ -12,6 +12,12 @@ Only arrays and JSON are written (no pickle, no code). PRNG keys are stored as t
 ``key_data`` and re-wrapped on restore. Restoring needs a template state (for shapes, dtypes,
 shardings and the tree structure), e.g. a freshly created ``TrainState``.
 
+A process killed at any moment leaves a usable directory: orbax writes each checkpoint under a
+temporary name and renames it when complete (unfinished ones are never listed), and a restore
+without an explicit step takes the newest checkpoint that reads back whole and consistent
+(its ``meta["global_step"]``, when present, equal to its step and to the restored
+``state.step``), warning about any newer one it had to pass over.
+
 Example:
     >>> import tempfile, optax
     >>> from flax import nnx
@@ -28,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -141,6 +148,7 @@ class Checkpointer:
     @staticmethod
     def _save(manager, step: int, state: TrainState, meta: dict[str, Any]):
         if step in manager.all_steps():
+            # Not atomic: a kill in between loses this step (the restore then falls back).
             manager.delete(step)
         model_part, train_part = _split_state(state)
         manager.save(
@@ -208,16 +216,33 @@ class Checkpointer:
 
         Args:
             template: a ``TrainState`` with the right structure, e.g. ``TrainState.create(...)``.
-            step: the step to restore (default: newest).
+            step: the step to restore (default: the newest that restores whole and consistent;
+                newer ones that do not are passed over with a warning).
             which: ``"latest"`` or ``"best"``.
 
         Returns:
             ``(state, meta)``.
         """
         manager = self._manager_for(which)
-        step = manager.latest_step() if step is None else step
-        if step is None:
+        if step is not None:
+            return self._restore_step(manager, template, step)
+        steps = sorted(manager.all_steps(), reverse=True)
+        if not steps:
             raise ValueError(f"no checkpoint in {os.path.join(self.directory, which)}")
+        for newest in steps:
+            try:
+                return self._restore_step(manager, template, newest)
+            except Exception as error:  # a damaged checkpoint: try an older one
+                if newest == steps[-1]:
+                    raise
+                warnings.warn(
+                    f"checkpoint {which}/{newest} in {self.directory} cannot be restored "
+                    f"({type(error).__name__}: {error}); trying an older one",
+                    stacklevel=2,
+                )
+        raise AssertionError("unreachable")
+
+    def _restore_step(self, manager, template: TrainState, step: int):
         model_part, train_part = _split_state(template)
         restored = manager.restore(
             step,
@@ -234,7 +259,16 @@ class Checkpointer:
             model_state=model_part["model_state"], opt_state=train_part["opt_state"],
             rng=train_part["rng"],
         )
-        return state, restored["meta"]
+        meta = restored["meta"]
+        if not isinstance(meta, dict):
+            raise ValueError(f"checkpoint {step}: meta is not a JSON object")
+        if "global_step" in meta:
+            state_step = int(np.asarray(jax.device_get(state.step)))
+            if not int(meta["global_step"]) == state_step == int(step):
+                raise ValueError(
+                    f"checkpoint {step} is inconsistent: meta global_step "
+                    f"{meta['global_step']}, state step {state_step}")
+        return state, meta
 
     def restore_weights(self, template: TrainState, step: int | None = None, which="latest"):
         """Only ``(params, model_state)`` of a checkpoint, shaped like ``template``."""

@@ -163,9 +163,15 @@ class TrainingLoop:
         )
 
     def load_best_weights(self, epoch=None):
-        """``(params, model_state)`` of the best checkpoint, or None if there is none."""
+        """``(params, model_state)`` of the best checkpoint, or None if there is none.
+
+        With ``epoch``, only a best checkpoint written at the end of that epoch qualifies (the
+        checkpoint's monitor may differ from the caller's, e.g. an ``EarlyStopping``'s).
+        """
         ckpt = self.checkpointer
         if ckpt is None or ckpt._best is None or ckpt.latest_step("best") is None:
+            return None
+        if epoch is not None and ckpt.read_meta(which="best").get("epoch") != epoch + 1:
             return None
         return ckpt.restore_weights(self.state, which="best")
 
@@ -417,9 +423,12 @@ def fit(
             for step in range(first_step + 1, loop.global_step + 1):
                 callback_list.on_train_batch_end(step, batch_logs if step == loop.global_step
                                                  else {})
-            # The last chunk of an epoch is saved by the epoch-end checkpoint, after validation;
-            # a mid-epoch one there would record a data position already in the next epoch.
-            if (save_every_steps and following is not None
+            # The epoch's last chunk (and a chunk that stops training) is saved by the epoch-end
+            # checkpoint after validation. A mid-epoch checkpoint there would hold the data's
+            # position in the next epoch beside batches_done of this one (a resume would then
+            # train the next epoch's batches as this one's), and saving the same step twice
+            # would delete the first copy before writing the second.
+            if (save_every_steps and following is not None and not loop.stop_training
                     and _crossed(first_step, loop.global_step, save_every_steps)):
                 save(checkpoint_meta(epoch, done, acc, data_state=chunk.data_state))
             if loop.stop_training:
