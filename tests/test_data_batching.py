@@ -200,3 +200,37 @@ def test_bad_inputs_and_targets():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="leaves no batch"):
             BatchIterator([np.array([1])], batch_size=2, drop_remainder=True)
+
+
+def test_index_iteration_matches_batches_and_advances_the_same_state():
+    x = np.arange(60, dtype=np.int32).reshape(20, 3)
+    kwargs = {"batch_size": 6, "seed": 2, "lengths": np.arange(20) % 4, "padding": "pre"}
+    by_batch = BatchIterator(x, np.arange(20), **kwargs)
+    by_index = BatchIterator(x, np.arange(20), **kwargs)
+    for _ in range(2):
+        batches = list(by_batch.iter_epoch())
+        indices = list(by_index.iter_epoch_indices())
+        assert [len(i) for i in indices] == [6, 6, 6, 2]
+        for batch, idx in zip(batches, indices, strict=True):
+            again = by_index.make_batch(idx)
+            for a, b in zip(batch, again, strict=True):
+                np.testing.assert_array_equal(a, b)
+        assert by_index.state() == by_batch.state()
+
+
+def test_dense_arrays_and_device_residency():
+    x = np.zeros((10, 4), np.int32)
+    dense = BatchIterator(x, (np.arange(10), np.ones((10, 2))), batch_size=3)
+    arrays = dense.dense_arrays()
+    assert arrays.inputs is x and len(arrays.targets) == 2 and arrays.padding == "post"
+    np.testing.assert_array_equal(arrays.lengths, np.full(10, 4))
+    assert dense.device_resident and dense.static_shapes
+    assert not BatchIterator(x, batch_size=3, on_device=False).device_resident
+    ragged = BatchIterator(_ragged(10), batch_size=3)
+    assert ragged.dense_arrays() is None and not ragged.device_resident
+    assert not ragged.static_shapes
+    assert BatchIterator(_ragged(10), batch_size=3, pad_to=20).static_shapes
+    with pytest.raises(ValueError, match="on_device=True needs dense"):
+        BatchIterator(_ragged(10), batch_size=3, on_device=True)
+    with pytest.raises(ValueError, match="on_device"):
+        BatchIterator(x, batch_size=3, on_device="yes")
