@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # results in experiments/results/<name>/. SMOKE=1 runs the same code on tiny data.
 EXPERIMENTS := imdb-course longrange charlm seq2seq ner
 
-.PHONY: install test test-fast lint demo bench clean results-table $(EXPERIMENTS)
+.PHONY: install test test-fast lint demo bench bench-train clean results-table $(EXPERIMENTS)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ $(EXPERIMENTS): $(STAMP)
 
 results-table: $(STAMP)
 	$(PY) experiments/results_table.py
+
+# The course's IMDB models, seqjax fit against Keras 3 on JAX; SMOKE=1: synthetic data, 1 epoch.
+bench-train: $(STAMP)
+	SMOKE=$(SMOKE) $(PY) experiments/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

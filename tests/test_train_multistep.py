@@ -24,7 +24,7 @@ from seqjax.train import (
     sigmoid_binary_cross_entropy,
 )
 from seqjax.train.metrics import binary_accuracy
-from seqjax.train.multistep import gather_rows, scan_eval_steps, scan_train_steps
+from seqjax.train.multistep import gather_rows, scan_eval_steps, scan_train_steps, slow_in_loops
 
 N, B, T, V = 45, 8, 6, 30  # 6 batches per epoch, the last of 5 examples
 
@@ -234,3 +234,40 @@ def test_steps_per_execution_is_checked():
                 steps_per_execution=bad)
     with pytest.raises(ValueError, match="steps_per_execution"):
         evaluate(Tiny(nnx.Rngs(0)), loss_fn, iterator(), steps_per_execution=0)
+
+
+class ConvBag(nnx.Module):
+    def __init__(self, rngs):
+        self.embed = nnx.Embed(V, 8, rngs=rngs)
+        self.conv = nnx.Conv(8, 6, kernel_size=(3,), padding="VALID", rngs=rngs)
+        self.out = nnx.Linear(6, 1, rngs=rngs)
+
+    def __call__(self, x, mask):
+        return self.out(jax.nn.relu(self.conv(self.embed(x))).mean(1))[:, 0]
+
+
+def test_a_convolution_gradient_runs_alone_on_cpu():
+    """XLA:CPU compiles a convolution's weight gradient inside a loop to a slow generic loop
+    nest, so such a step runs one per call (K=1, no loop) unless K is given (then it warns)."""
+    tx = optax.adam(1e-2)
+    batch = iterator().make_batch(np.arange(B))
+    conv_state = TrainState.create(ConvBag(nnx.Rngs(0)), tx)
+    conv_step = jax.make_jaxpr(make_train_step(loss_fn, tx))(conv_state, batch)
+    assert slow_in_loops(conv_step, "cpu") and not slow_in_loops(conv_step, "gpu")
+    forward_only = jax.make_jaxpr(make_eval_step(loss_fn))(conv_state, batch)
+    assert not slow_in_loops(forward_only, "cpu")  # NWC x WIO is XLA:CPU's canonical form
+    state = TrainState.create(Tiny(nnx.Rngs(0)), tx)
+    assert not slow_in_loops(jax.make_jaxpr(make_train_step(loss_fn, tx))(state, batch), "cpu")
+
+    traces = []
+
+    def counting_loss(model, batch, key):
+        traces.append(1)
+        return loss_fn(model, batch, key)
+
+    chunked = fit(ConvBag(nnx.Rngs(0)), counting_loss, tx, iterator(), epochs=2, verbose=0)
+    assert len(traces) == 1 and int(chunked.train_state.step) == 12
+    with pytest.warns(UserWarning, match="steps_per_execution=1"):
+        looped = fit(ConvBag(nnx.Rngs(0)), loss_fn, tx, iterator(), epochs=2, verbose=0,
+                     steps_per_execution=3)
+    assert_close(looped.train_state.params, chunked.train_state.params)

@@ -43,7 +43,7 @@ from .callbacks import Callback, CallbackList
 from .checkpoints import Checkpointer
 from .history import History, resolve_mode
 from .metrics import Ratio
-from .multistep import gather_rows, scan_eval_steps, scan_train_steps
+from .multistep import gather_rows, scan_eval_steps, scan_train_steps, slow_in_loops
 from .parallel import DataParallel
 from .staging import Feed, numbered, resolve_steps_per_execution
 from .steps import TrainState, _optax_init, make_eval_step, make_train_step
@@ -325,10 +325,10 @@ def fit(
     train_feed = Feed(train_data, parallel, steps_per_execution, every=save_every_steps)
     val_feed = None if validation_data is None else Feed(validation_data, parallel,
                                                          steps_per_execution)
-    train_chunk = _jit_train_chunk(make_train_step(loss_fn, optimizer, learning_rate=learning_rate),
-                                   train_feed, parallel)
-    eval_chunk = None if val_feed is None else _jit_eval_chunk(
-        make_eval_step(eval_loss_fn or loss_fn), val_feed, parallel)
+    train_step = jax.jit(make_train_step(loss_fn, optimizer, learning_rate=learning_rate))
+    train_chunk = _jit_train_chunk(train_step, train_feed, parallel)
+    eval_step = jax.jit(make_eval_step(eval_loss_fn or loss_fn))
+    eval_chunk = None if val_feed is None else _jit_eval_chunk(eval_step, val_feed, parallel)
 
     state = _initial_state(model, optimizer, seed, parallel)
     history = History()
@@ -341,6 +341,9 @@ def fit(
             history_path = os.path.join(checkpointer.directory, "history.json")
     loop = TrainingLoop(state, history, parallel, checkpointer, monitor)
     callback_list.set_loop(loop)
+    train_feed.probe = _probe(train_step, train_feed, parallel, lambda: loop.state)
+    if val_feed is not None:
+        val_feed.probe = _probe(eval_step, val_feed, parallel, lambda: loop.state)
 
     last_saved = [None]
     if checkpointer is not None and resume and checkpointer.latest_step() is not None:
@@ -501,6 +504,25 @@ def _initial_state(model: nnx.Module, optimizer, seed: int, parallel: DataParall
     return jax.jit(init, out_shardings=parallel.replicated)(params, model_state)
 
 
+def _probe(step, feed: Feed, parallel: DataParallel, current_state):
+    """``probe(x) -> bool`` for :attr:`Feed.probe`: whether ``step`` must run alone.
+
+    ``step`` is the jitted step the chunk calls, so tracing it here is the one trace of the
+    user's loss function that the chunk then reuses."""
+    platform = parallel.mesh.devices.flat[0].platform
+    gather = _device_gather(feed, parallel) if feed.on_device else None
+
+    def probe(x):
+        batch = x if gather is None else jax.eval_shape(gather, feed.device_data, x)
+        # Abstract values placed as a slot's batch is inside a chunk, so that the trace matches.
+        batch = jax.tree.map(lambda v: jax.ShapeDtypeStruct(
+            np.shape(v), v.dtype, sharding=parallel.batch_sharding if np.ndim(v)
+            else parallel.replicated), batch)
+        return slow_in_loops(jax.make_jaxpr(step)(current_state(), batch), platform)
+
+    return probe
+
+
 def _device_gather(feed: Feed, parallel: DataParallel):
     padding = feed.padding
 
@@ -598,5 +620,6 @@ def evaluate(
     else:
         raise ValueError("model_or_state must be an nnx.Module or a TrainState")
     feed = Feed(data, parallel, steps_per_execution)
-    eval_chunk = _jit_eval_chunk(make_eval_step(loss_fn), feed, parallel)
-    return _evaluate(eval_chunk, state, feed, 0, steps, "data")
+    eval_step = jax.jit(make_eval_step(loss_fn))
+    feed.probe = _probe(eval_step, feed, parallel, lambda: state)
+    return _evaluate(_jit_eval_chunk(eval_step, feed, parallel), state, feed, 0, steps, "data")

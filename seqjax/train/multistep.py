@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from seqjax.data import Batch, DenseArrays
 
-__all__ = ["scan_train_steps", "scan_eval_steps", "gather_rows"]
+__all__ = ["scan_train_steps", "scan_eval_steps", "gather_rows", "slow_in_loops"]
 
 Gather = Callable[[Any, Any], Any]
 
@@ -83,19 +83,11 @@ def _zeros_like_struct(struct):
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), struct)
 
 
-def _slot_runner(step: Callable, gather: Gather | None, data: Any):
-    """``run(operand, x) -> step(operand, batch of x)``.
-
-    The step is wrapped in ``jax.jit`` so that finding its output structure (``eval_shape``,
-    for the zeros of skipped slots) and running it share one trace of the user's loss function.
-    """
-    jitted = jax.jit(step)
-
-    def run(operand, x):
-        batch = x if gather is None else gather(data, x)
-        return jitted(operand, batch)
-
-    return run
+def _jitted(step: Callable) -> Callable:
+    # A jit-wrapped step keeps one trace cache: finding its output structure (``eval_shape``,
+    # for the zeros of skipped slots), a caller's ``make_jaxpr`` of it, and running it in the
+    # chunk then share one trace of the user's loss function.
+    return step if hasattr(step, "lower") else jax.jit(step)
 
 
 def scan_train_steps(train_step: Callable, gather: Gather | None = None) -> Callable:
@@ -103,7 +95,7 @@ def scan_train_steps(train_step: Callable, gather: Gather | None = None) -> Call
 
     Args:
         train_step: ``train_step(state, batch) -> (state, metrics)`` (see
-            :func:`~seqjax.train.make_train_step`).
+            :func:`~seqjax.train.make_train_step`), best already wrapped in ``jax.jit``.
         gather: ``gather(data, x) -> batch`` for index chunks (e.g. :func:`gather_rows`), or
             None when ``xs`` holds the batches themselves.
 
@@ -111,12 +103,19 @@ def scan_train_steps(train_step: Callable, gather: Gather | None = None) -> Call
         The pure chunk function (jit it once, donating ``state``): ``xs`` is a pytree with a
         leading axis K (stacked batches, or index rows for ``gather``), ``valid`` bool [K] marks
         the slots that hold a batch, ``data`` is passed to ``gather``. ``metrics`` has a leading
-        axis K; skipped slots give zeros and leave ``state`` unchanged.
+        axis K; skipped slots give zeros and leave ``state`` unchanged. A chunk of K=1 is the
+        step alone, without a loop or a conditional (its one slot always holds a batch).
     """
+    step = _jitted(train_step)
 
     def chunk(state, xs, valid, data=None):
-        run = _slot_runner(train_step, gather, data)
+        def run(state, x):
+            return step(state, x if gather is None else gather(data, x))
+
         first = jax.tree.map(lambda x: x[0], xs)
+        if _slots(xs) == 1:
+            state, metrics = run(state, first)
+            return state, jax.tree.map(lambda m: m[None], metrics)
         metrics_struct = jax.eval_shape(run, state, first)[1]
 
         def slot(state, x_and_valid):
@@ -135,25 +134,73 @@ def scan_eval_steps(eval_step: Callable, gather: Gather | None = None) -> Callab
 
     Args:
         eval_step: ``eval_step(state, batch) -> metrics`` (see
-            :func:`~seqjax.train.make_eval_step`).
+            :func:`~seqjax.train.make_eval_step`), best already wrapped in ``jax.jit``.
         gather: as for :func:`scan_train_steps`.
 
     Returns:
         The pure chunk function; ``metrics`` has a leading axis K, zeros at skipped slots.
     """
+    step = _jitted(eval_step)
 
     def chunk(state, xs, valid, data=None):
-        run = _slot_runner(eval_step, gather, data)
+        def run(x):
+            return step(state, x if gather is None else gather(data, x))
+
         first = jax.tree.map(lambda x: x[0], xs)
-        metrics_struct = jax.eval_shape(run, state, first)
+        if _slots(xs) == 1:
+            return jax.tree.map(lambda m: m[None], run(first))
+        metrics_struct = jax.eval_shape(run, first)
 
         def slot(carry, x_and_valid):
             x, ok = x_and_valid
-            metrics = jax.lax.cond(
-                ok, lambda: run(state, x), lambda: _zeros_like_struct(metrics_struct)
-            )
+            metrics = jax.lax.cond(ok, lambda: run(x), lambda: _zeros_like_struct(metrics_struct))
             return carry, metrics
 
         return jax.lax.scan(slot, None, (xs, valid))[1]
 
     return chunk
+
+
+def _slots(xs) -> int:
+    return jax.tree.leaves(xs)[0].shape[0]
+
+
+def slow_in_loops(jaxpr: Any, platform: str) -> bool:
+    """Whether a step would run far slower inside a chunk's loop than on its own.
+
+    XLA:CPU turns a convolution whose dimensions are not in its canonical order (input NWC,
+    kernel WIO) into the fast Eigen call only in a program's top-level computation: inside a
+    ``while`` loop or a conditional it compiles a generic loop nest. The weight gradient of
+    every convolution is such a one, and for Conv1D(128, 5) on [32, 120, 16] a train step went
+    from 4 ms alone to 200 ms in a chunk. Other platforms run their convolutions as usual.
+
+    Args:
+        jaxpr: the step's jaxpr (``jax.make_jaxpr(step)(state, batch)``).
+        platform: the devices' platform (``"cpu"``, ``"gpu"``, ``"tpu"``).
+    """
+    if platform != "cpu":
+        return False
+    return any(_non_canonical_conv(eqn) for eqn in _equations(jaxpr))
+
+
+def _equations(jaxpr):
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    yield from _equations(sub)
+
+
+def _non_canonical_conv(eqn) -> bool:
+    if eqn.primitive.name != "conv_general_dilated":
+        return False
+    params = eqn.params
+    lhs, rhs, out = params["dimension_numbers"]
+    n = len(lhs)
+    spatial = tuple(range(1, n - 1))
+    canonical = (tuple(lhs) == (0, n - 1, *spatial) and tuple(out) == (0, n - 1, *spatial)
+                 and tuple(rhs) == (n - 1, n - 2, *range(n - 2)))
+    grouped = params.get("feature_group_count", 1) != 1 or params.get("batch_group_count", 1) != 1
+    return not canonical or grouped

@@ -19,6 +19,7 @@ into :class:`Chunk` s for the scanned steps of :mod:`seqjax.train.multistep`:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -137,6 +138,11 @@ class Feed:
         steps_per_execution: K, or None to choose it (see :meth:`steps_for`).
         batches_per_epoch: batches an epoch will take, when known (for the automatic K).
         every: chunks also end at every ``every``-th global step (checkpoints), or None.
+
+    Attributes:
+        probe: None, or ``probe(batch) -> bool`` (set by the loop), called once with the first
+            batch as a chunk slot holds it: True when the step must run alone (K=1), not in a
+            chunk's loop (see :func:`~seqjax.train.multistep.slow_in_loops`).
     """
 
     def __init__(self, data, parallel: DataParallel, steps_per_execution: int | None, *,
@@ -144,6 +150,8 @@ class Feed:
         self.data = data
         self.parallel = parallel
         self.steps = steps_per_execution
+        self._decided = False
+        self.probe: Callable[[Any], bool] | None = None
         self.batches_per_epoch = batches_per_epoch
         self.every = every
         self.on_device = bool(getattr(data, "device_resident", False)) and callable(
@@ -207,10 +215,22 @@ class Feed:
     def steps_for(self, first: _Slot) -> int:
         """K: the given ``steps_per_execution``, or, chosen once from the first batch, the
         chunk length that cuts an epoch into equal chunks of at most 128 steps (fewer for
-        big host-staged batches, at most ``every``, and 1 when batch shapes vary)."""
-        if self.steps is not None:
+        big host-staged batches, at most ``every``, and 1 when batch shapes vary or
+        :attr:`probe` says the step must run alone)."""
+        if self._decided:
             return self.steps
-        if getattr(self.data, "static_shapes", True) is False:
+        self._decided = True
+        alone = self.probe is not None and self.probe(first.x)
+        if self.steps is not None:  # given
+            if alone and self.steps > 1:
+                warnings.warn(
+                    "steps_per_execution > 1 runs this step inside a loop, where XLA:CPU "
+                    "compiles its convolution gradients to a slow generic loop; "
+                    "steps_per_execution=1 (or 'auto') avoids it", stacklevel=4)
+            return self.steps
+        if alone:
+            steps = 1
+        elif getattr(self.data, "static_shapes", True) is False:
             steps = 1  # a new T at almost every batch: chunks would be mostly empty slots
         else:
             steps = MAX_STEPS_PER_EXECUTION
