@@ -6,8 +6,10 @@ operation here is a plain ``device_put``, so the same ``fit`` runs unchanged on 
 several GPUs or a TPU v2-8.
 
 Uneven batches: a batch whose size does not divide over the devices is **padded** with examples
-whose mask is all False (inputs and targets zero), never truncated. Losses and metrics must
-therefore ignore fully masked rows; every loss and metric in :mod:`seqjax.train` does when given
+whose mask is all False (inputs and targets zero), never truncated; ``fit`` and ``evaluate`` pad
+the smaller last batch of an epoch the same way, up to the full batch size, so that it reuses the
+compiled step (:mod:`seqjax.train.staging`). Losses and metrics must therefore ignore fully masked
+rows; every loss and metric in :mod:`seqjax.train` does when given
 the mask (for per-example targets such as ``[B]`` labels they reduce a ``[B, T]`` mask with
 :func:`~seqjax.train.losses.example_mask`). Batches without a mask cannot be padded and raise
 ``ValueError`` instead.
