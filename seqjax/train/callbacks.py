@@ -3,8 +3,12 @@
 A callback sees the running loop through ``self.loop`` (set before training): ``loop.state``
 (the :class:`~seqjax.train.steps.TrainState`, which a callback may replace), ``loop.history``,
 ``loop.epoch``, ``loop.global_step`` and ``loop.stop_training`` (set it to True to stop after the
-current batch or epoch). Callbacks that keep state across a restart implement ``state_dict()``
-and ``load_state_dict(d)`` with JSON-able dicts; ``fit`` saves them with each checkpoint.
+current chunk of batches or epoch). ``fit`` runs several batches per jitted call
+(``steps_per_execution``), so batch-level hooks come at chunk granularity: after a chunk has run,
+``on_train_batch_end`` is called for each of its steps in turn, with ``loop.state`` and
+``loop.global_step`` at the end of the chunk. Callbacks that keep state across a restart
+implement ``state_dict()`` and ``load_state_dict(d)`` with JSON-able dicts; ``fit`` saves them
+with each checkpoint.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs=None): ...
 
     def on_train_batch_end(self, step: int, logs=None):
-        """Called after every train step; ``logs`` holds the batch's metrics only when the loop
-        fetched them (every ``log_every`` steps), else it is empty, to keep steps asynchronous."""
+        """Called for every train step (``step`` = steps taken), in turn after its chunk has run;
+        ``logs`` holds the running metrics only when the loop fetched them (at the last step of a
+        chunk that crossed a multiple of ``log_every``), else it is empty."""
 
     def state_dict(self) -> dict | None:
         return None

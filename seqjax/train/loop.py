@@ -140,7 +140,7 @@ class TrainingLoop:
         history: the :class:`History` so far.
         epoch: current epoch (0-based).
         global_step: optimizer steps taken.
-        stop_training: set to True to stop after the current batch.
+        stop_training: set to True to stop after the current chunk of batches.
         checkpointer: the :class:`Checkpointer` or None.
         parallel: the :class:`DataParallel` placement.
     """
