@@ -30,6 +30,7 @@ import seqjax as sj
 from common import Run, goal, load_config, markdown_table, parse_args
 
 NAME = "charlm"
+PARTS = ("shakespeare", "dinos", "words")
 
 
 class CarryStream(nnx.Variable):
@@ -234,12 +235,12 @@ def set_goals(cfg, run):
         "char LSTM, Tiny Shakespeare: validation loss", "<= 1.50 nats per character",
         f"{s['best_val_loss']:.3f} (windows of {cfg['shakespeare']['val_window']}; streamed "
         f"{s['streamed_val_loss']:.3f}), {s['seconds'] / 60:.1f} min",
-        s["best_val_loss"] <= 1.50))
+        s["best_val_loss"] <= 1.50, part="shakespeare"))
     w = run.results["words"]
     run.goals.append(goal("word-level LM: sampled lines", "never contain <UNK>",
                           f"{w['unk_in_samples']} <UNK> in {len(w['samples'])} lines "
                           f"(validation perplexity {w['best_val_perplexity']:.0f})",
-                          w["unk_in_samples"] == 0))
+                          w["unk_in_samples"] == 0, part="words"))
 
 
 def readme(cfg, run) -> str:
@@ -283,17 +284,20 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"charlm: results in {run.dir}")
-    run_shakespeare(cfg, run)
-    run_dinos(cfg, run)
-    run_words(cfg, run)
-    set_goals(cfg, run)
-    out = run.write(readme(cfg, run))
-    print((out / "README.md").read_text())
+    run.run_parts({"shakespeare": lambda: run_shakespeare(cfg, run),
+                   "dinos": lambda: run_dinos(cfg, run),
+                   "words": lambda: run_words(cfg, run)})
+    run.finish(lambda: report(cfg, run))
     return run
+
+
+def report(cfg, run) -> str:
+    set_goals(cfg, run)
+    return readme(cfg, run)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ An experiment is ``experiments/<name>.py`` plus ``experiments/configs/<name>.py`
 ``--smoke`` (or ``SMOKE=1``) runs the same code on tiny data for a few steps and writes to
 ``experiments/results/smoke/<name>/`` (ignored by git) unless ``--out`` says otherwise, so
 ``make test`` can run every experiment without touching the committed results.
+
+An experiment is made of parts (``charlm``: ``shakespeare``, ``dinos``, ``words``). Each part's
+results are saved to ``metrics.json`` as soon as it ends, so an interrupted run keeps what it
+finished; ``--only PART[,PART]`` runs some parts and keeps the others' results already in the
+folder, so parts can run on different machines (each part records its own date, machine and
+wall time). The README and the goals are written once every part has results.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent
@@ -41,8 +47,10 @@ def load_config(name: str, smoke: bool) -> dict[str, Any]:
     return module.get_config(smoke=smoke)
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """``--smoke`` (default: the ``SMOKE`` environment variable) and ``--out``."""
+def parse_args(description: str, argv: Sequence[str] | None = None,
+               parts: Sequence[str] = ()) -> argparse.Namespace:
+    """``--smoke`` (default: the ``SMOKE`` environment variable), ``--out`` and, for an
+    experiment of several ``parts``, ``--only``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true",
                         default=os.environ.get("SMOKE", "") not in ("", "0"),
@@ -50,7 +58,19 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: experiments/results/<name>/, or "
                              "experiments/results/smoke/<name>/ with --smoke)")
-    return parser.parse_args(argv)
+    if parts:
+        parser.add_argument("--only", default=None, metavar="PART[,PART]",
+                            help=f"run only these parts of {', '.join(parts)}; the other parts' "
+                                 "results already in the results folder are kept")
+    args = parser.parse_args(argv)
+    if getattr(args, "only", None) is not None:
+        chosen = [p.strip() for p in args.only.split(",") if p.strip()]
+        unknown = [p for p in chosen if p not in parts]
+        if unknown or not chosen:
+            parser.error(f"--only: {', '.join(unknown) or 'no part named'}; the parts are "
+                         f"{', '.join(parts)}")
+        args.only = chosen
+    return args
 
 
 def cpu_model() -> str:
@@ -96,9 +116,22 @@ def versions() -> dict[str, str]:
     return out
 
 
-def goal(name: str, target: str, reached: str, ok: bool | None) -> dict[str, Any]:
-    """One goal of an experiment, as ``make results-table`` shows it (``ok=None``: not run)."""
-    return {"goal": name, "target": target, "reached": reached, "ok": ok}
+def describe(machine_: dict[str, Any]) -> str:
+    """``"<cpu>, <n> cores"``, with the accelerator where JAX ran on one."""
+    text = f"{machine_.get('cpu', '?')}, {machine_.get('cpu_count', '?')} cores"
+    if machine_.get("platform") not in (None, "cpu"):
+        text += f", {machine_['devices'][0]}"
+    return text
+
+
+def goal(name: str, target: str, reached: str, ok: bool | None,
+         part: str | None = None) -> dict[str, Any]:
+    """One goal of an experiment, as ``make results-table`` shows it (``ok=None``: not run);
+    ``part``: the part whose run reached it (its date and machine go in the table)."""
+    record = {"goal": name, "target": target, "reached": reached, "ok": ok}
+    if part is not None:
+        record["part"] = part
+    return record
 
 
 class Run:
@@ -117,10 +150,29 @@ class Run:
         self.dir = pathlib.Path(args.out or default)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = config
+        self.only = getattr(args, "only", None)
         self.started = dt.datetime.now(dt.timezone.utc)
         self._clock = time.perf_counter()
         self.results: dict[str, Any] = {}
+        self.parts: dict[str, dict[str, Any]] = {}
         self.goals: list[dict[str, Any]] = []
+        self.missing: list[str] = []
+        if self.only:
+            self._keep_earlier_parts()
+
+    def _keep_earlier_parts(self) -> None:
+        path = self.path("metrics.json")
+        if not path.exists():
+            return
+        earlier = json.loads(path.read_text())
+        if earlier.get("smoke") != self.smoke or earlier.get("config") != self.config:
+            raise ValueError(
+                f"{path}: written with another config or smoke setting; --only adds parts to a "
+                "run of the same config (move the folder away to start afresh)")
+        for part, record in earlier.get("parts", {}).items():
+            if part not in self.only and part in earlier["results"]:
+                self.parts[part] = record
+                self.results[part] = earlier["results"][part]
 
     def path(self, filename: str) -> pathlib.Path:
         return self.dir / filename
@@ -128,33 +180,81 @@ class Run:
     def elapsed(self) -> float:
         return time.perf_counter() - self._clock
 
+    def run_parts(self, parts: dict[str, Callable[[], Any]]) -> None:
+        """Runs each part (all, or ``--only``'s) in order; each sets ``results[part]``, and
+        ``metrics.json`` is saved after each."""
+        for part, function in parts.items():
+            if self.only and part not in self.only:
+                continue
+            started = dt.datetime.now(dt.timezone.utc)
+            clock = time.perf_counter()
+            function()
+            if part not in self.results:
+                raise RuntimeError(f"part {part!r} of {self.name} left no results[{part!r}]")
+            self.parts[part] = {"date": started.strftime("%Y-%m-%d"),
+                                "started_utc": started.isoformat(timespec="seconds"),
+                                "wall_time_s": round(time.perf_counter() - clock, 1),
+                                "machine": machine()}
+            self._save()
+        self.missing = [part for part in parts if part not in self.results]
+
+    def finish(self, report: Callable[[], str]) -> pathlib.Path:
+        """Once every part has results: ``report()`` (goals, plots; returns the README text)
+        and the full record. Otherwise the record so far and a README naming what is missing."""
+        missing = self.missing
+        if missing:
+            self._save(readme=f"# {self.name}: incomplete\n\nNo results yet for "
+                              f"{', '.join(missing)}: run `python experiments/{self.name}.py "
+                              f"--only {','.join(missing)}`.\n")
+        else:
+            self._save(readme=report())
+        print(self.path("README.md").read_text())
+        return self.dir
+
     def write(self, readme: str) -> pathlib.Path:
-        """Writes ``metrics.json`` and ``README.md``; returns the folder."""
+        """Writes ``metrics.json`` and ``README.md`` (an experiment without parts); returns the
+        folder."""
+        self._save(readme=readme)
+        return self.dir
+
+    def wall_time(self) -> float:
+        """Seconds: the parts' sum where the run has parts, else since the start."""
+        if self.parts:
+            return sum(p["wall_time_s"] for p in self.parts.values())
+        return self.elapsed()
+
+    def _save(self, readme: str | None = None) -> None:
         record = {
             "experiment": self.name,
             "command": " ".join(["python", *sys.argv]) if sys.argv else "",
             "smoke": self.smoke,
             "date": self.started.strftime("%Y-%m-%d"),
             "started_utc": self.started.isoformat(timespec="seconds"),
-            "wall_time_s": round(self.elapsed(), 1),
+            "wall_time_s": round(self.wall_time(), 1),
             "machine": machine(),
             "versions": versions(),
             "config": self.config,
+            "parts": self.parts,
             "goals": self.goals,
             "results": self.results,
         }
         self.path("metrics.json").write_text(json.dumps(record, indent=1, default=_jsonable) + "\n")
-        self.path("README.md").write_text(readme.rstrip() + "\n")
-        return self.dir
+        if readme is not None:
+            self.path("README.md").write_text(readme.rstrip() + "\n")
 
     def header(self, title: str, command: str) -> str:
         """The first lines of the results README: what, how it was made, where, how long."""
-        m = machine()
+        smoke = " (smoke mode: tiny data, numbers mean nothing)" if self.smoke else ""
+        places = {describe(p["machine"]) for p in self.parts.values()}
+        if len(places) > 1:
+            where = "; ".join(f"`{part}` on {p['date']} ({describe(p['machine'])}, "
+                              f"{p['wall_time_s'] / 60:.1f} min)" for part, p in self.parts.items())
+            return (f"# {title}\n\nMade by `{command}`{smoke}, its parts on two or more machines: "
+                    f"{where}. Every figure here is read from `metrics.json` beside this file.\n")
+        m = next(iter(self.parts.values()))["machine"] if self.parts else machine()
         return (
-            f"# {title}\n\n"
-            f"Made by `{command}` on {self.started:%Y-%m-%d} ({m['cpu']}, {m['cpu_count']} cores, "
-            f"JAX on {m['platform']}); wall time {self.elapsed() / 60:.1f} min"
-            f"{' (smoke mode: tiny data, numbers mean nothing)' if self.smoke else ''}. "
+            f"# {title}\n\nMade by `{command}` on {self.started:%Y-%m-%d} ({describe(m)}, "
+            f"JAX on {m['platform']}); wall time {self.wall_time() / 60:.1f} min{smoke}. "
             "Every figure here is read from `metrics.json` beside this file.\n"
         )
 

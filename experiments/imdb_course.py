@@ -29,6 +29,7 @@ import seqjax as sj
 from common import Run, goal, load_config, markdown_table, parse_args
 
 NAME = "imdb_course"
+PARTS = ("rnn_comparison", "subword_models")
 LABELS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -158,7 +159,7 @@ def set_goals(cfg, run):
             f"within 1 point of Keras 3's {want:.3f}",
             f"{r['best_val_accuracy']:.3f} (epoch {r['best_epoch']}; "
             f"Keras: epoch {anchor[cell]['best_epoch']})",
-            abs(r["best_val_accuracy"] - want) <= 0.01))
+            abs(r["best_val_accuracy"] - want) <= 0.01, part="rnn_comparison"))
 
 
 def readme(cfg, run) -> str:
@@ -206,17 +207,20 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"imdb_course: results in {run.dir}")
-    run_rnn_comparison(cfg, run)
-    run_subword_models(cfg, run)
+    run.run_parts({"rnn_comparison": lambda: run_rnn_comparison(cfg, run),
+                   "subword_models": lambda: run_subword_models(cfg, run)})
+    run.finish(lambda: report(cfg, run))
+    return run
+
+
+def report(cfg, run) -> str:
     set_goals(cfg, run)
     plot_comparison(cfg, run)
-    out = run.write(readme(cfg, run))
-    print((out / "README.md").read_text())
-    return run
+    return readme(cfg, run)
 
 
 if __name__ == "__main__":

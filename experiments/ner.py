@@ -17,6 +17,7 @@ Expected:  see experiments/configs/ner.py; results in experiments/results/ner/.
 
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ import seqjax as sj
 from common import Run, goal, load_config, markdown_table, parse_args
 
 NAME = "ner"
+PARTS = ("conll2003", "wnut17")
 LOADERS = {"conll2003": sj.data.load_conll2003, "wnut17": sj.data.load_wnut17}
 TITLES = {"conll2003": "CoNLL-2003 English", "wnut17": "WNUT-17"}
 
@@ -140,14 +142,14 @@ def set_goals(cfg, run):
     conll = run.results["conll2003"]["variants"]
     f1 = conll["crf"]["test"]["f1"]
     run.goals.append(goal("CoNLL-2003 test entity F1, BiLSTM-CRF + chars, random embeddings",
-                          ">= 86", f"{100 * f1:.2f}", f1 >= 0.86))
+                          ">= 86", f"{100 * f1:.2f}", f1 >= 0.86, part="conll2003"))
     run.goals.append(goal("CoNLL-2003: CRF against softmax", "CRF higher",
                           f"CRF {100 * f1:.2f}, softmax {100 * conll['softmax']['test']['f1']:.2f}",
-                          f1 > conll["softmax"]["test"]["f1"]))
+                          f1 > conll["softmax"]["test"]["f1"], part="conll2003"))
     wnut = run.results["wnut17"]["variants"]
     run.goals.append(goal("WNUT-17 test entity F1", "reported (shared task best: 41.9)",
                           ", ".join(f"{v} {100 * r['test']['f1']:.2f}" for v, r in wnut.items()),
-                          True))
+                          True, part="wnut17"))
 
 
 def readme(cfg, run) -> str:
@@ -185,16 +187,19 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"ner: results in {run.dir}")
-    for name in cfg["datasets"]:
-        run_dataset(name, cfg, run)
-    set_goals(cfg, run)
-    out = run.write(readme(cfg, run))
-    print((out / "README.md").read_text())
+    run.run_parts({name: functools.partial(run_dataset, name, cfg, run)
+                   for name in cfg["datasets"]})
+    run.finish(lambda: report(cfg, run))
     return run
+
+
+def report(cfg, run) -> str:
+    set_goals(cfg, run)
+    return readme(cfg, run)
 
 
 if __name__ == "__main__":

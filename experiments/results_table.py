@@ -33,18 +33,23 @@ def records(results_dir: pathlib.Path = RESULTS) -> list[dict]:
     return out
 
 
+def where(record: dict, part: str | None = None) -> str:
+    """The date, machine and wall time of the run (or of the part) that reached a goal."""
+    run = record.get("parts", {}).get(part, record) if part else record
+    machine = run.get("machine", {})
+    gpu = machine["devices"][0] if machine.get("platform") == "gpu" else ""
+    return (f"{run.get('date', '?')}, {machine.get('cpu', '?')}{' + ' + gpu if gpu else ''}, "
+            f"{run.get('wall_time_s', 0) / 60:.0f} min")
+
+
 def table(records_: list[dict]) -> str:
     lines = ["| experiment | goal | target | reached | met | run |", "|---|---|---|---|---|---|"]
     for record in records_:
-        machine = record.get("machine", {})
-        run = (f"{record.get('date', '?')}, {machine.get('cpu', '?')}"
-               f"{' + ' + machine['devices'][0] if machine.get('platform') == 'gpu' else ''}, "
-               f"{record.get('wall_time_s', 0) / 60:.0f} min")
         link = f"[{record['experiment']}](experiments/results/{record['_dir']}/README.md)"
         for g in record["goals"]:
             met = {True: "yes", False: "**no**", None: "not run"}[g.get("ok")]
             lines.append(f"| {link} | {g['goal']} | {g['target']} | {g['reached']} | {met} "
-                         f"| {run} |")
+                         f"| {where(record, g.get('part'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ import seqjax as sj
 from common import Run, goal, load_config, markdown_table, parse_args
 
 NAME = "seq2seq"
+PARTS = ("dates", "addition", "tatoeba")
 
 
 class Pairs:
@@ -212,17 +213,18 @@ def set_goals(cfg, run):
         run.goals.append(goal(
             f"dates, {label}: exact match on 2,000 held-out dates",
             ">= 99.5%" if attention else "reported", f"{r['exact_match']:.2%}",
-            r["exact_match"] >= 0.995 if attention else True))
+            r["exact_match"] >= 0.995 if attention else True, part="dates"))
     a = run.results["addition"]
     run.goals.append(goal("3-digit addition, reversed input: exact match", ">= 99%",
-                          f"{a['exact_match']:.2%}", a["exact_match"] >= 0.99))
+                          f"{a['exact_match']:.2%}", a["exact_match"] >= 0.99,
+                          part="addition"))
     t = run.results["tatoeba"]["models"]
     beam = f"beam {cfg['tatoeba']['beam_size']}"
     run.goals.append(goal(
         "Tatoeba spa->eng: BLEU (sacrebleu)", "reported; beam >= greedy",
         "; ".join(f"{label}: greedy {r['greedy']['bleu']:.1f}, {beam} {r[beam]['bleu']:.1f}"
                   for label, r in t.items()),
-        all(r[beam]["bleu"] >= r["greedy"]["bleu"] for r in t.values())))
+        all(r[beam]["bleu"] >= r["greedy"]["bleu"] for r in t.values()), part="tatoeba"))
 
 
 def readme(cfg, run) -> str:
@@ -266,17 +268,20 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"seq2seq: results in {run.dir}")
-    run_dates(cfg, run)
-    run_addition(cfg, run)
-    run_tatoeba(cfg, run)
-    set_goals(cfg, run)
-    out = run.write(readme(cfg, run))
-    print((out / "README.md").read_text())
+    run.run_parts({"dates": lambda: run_dates(cfg, run),
+                   "addition": lambda: run_addition(cfg, run),
+                   "tatoeba": lambda: run_tatoeba(cfg, run)})
+    run.finish(lambda: report(cfg, run))
     return run
+
+
+def report(cfg, run) -> str:
+    set_goals(cfg, run)
+    return readme(cfg, run)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,59 @@ def test_results_table_lists_every_goal(tmp_path):
     assert "smoky" not in body and "2026-12-04, cpu X, 10 min" in body
     with pytest.raises(ValueError, match="markers"):
         results_table.render("no markers here", body)
+
+
+def _fake_experiment(tmp_path, argv, fail_in=None):
+    sys.path.insert(0, str(EXPERIMENTS_DIR))
+    import common
+
+    args = common.parse_args("fake", ["--out", str(tmp_path), *argv], parts=("a", "b"))
+    run = common.Run("fake", args, {"size": 1})
+
+    def part(name):
+        if name == fail_in:
+            raise KeyboardInterrupt  # as a run killed in its second part
+        run.results[name] = {"value": len(name) + len(args.only or [])}
+
+    try:
+        run.run_parts({"a": lambda: part("a"), "b": lambda: part("b")})
+    except KeyboardInterrupt:
+        return json.loads((tmp_path / "metrics.json").read_text())
+    run.finish(lambda: (run.goals.append(common.goal("g", "t", "r", True, part="b"))
+                        or run.header("Fake", "make fake")))
+    return json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_an_interrupted_run_keeps_its_finished_parts_and_only_reruns_the_rest(tmp_path):
+    record = _fake_experiment(tmp_path, [], fail_in="b")
+    assert list(record["results"]) == ["a"] and list(record["parts"]) == ["a"]
+    assert not record["goals"] and not (tmp_path / "README.md").exists()
+
+    record = _fake_experiment(tmp_path, ["--only", "b"])
+    assert record["results"] == {"a": {"value": 1}, "b": {"value": 2}}
+    assert set(record["parts"]) == {"a", "b"} and record["goals"][0]["part"] == "b"
+    assert (tmp_path / "README.md").read_text().startswith("# Fake")
+
+
+def test_only_names_the_parts_and_keeps_runs_of_the_same_config(tmp_path):
+    sys.path.insert(0, str(EXPERIMENTS_DIR))
+    import common
+
+    with pytest.raises(SystemExit):
+        common.parse_args("fake", ["--only", "c"], parts=("a", "b"))
+    _fake_experiment(tmp_path, ["--only", "a"])
+    assert "incomplete" in (tmp_path / "README.md").read_text()
+    args = common.parse_args("fake", ["--out", str(tmp_path), "--only", "b"], parts=("a", "b"))
+    with pytest.raises(ValueError, match="another config"):
+        common.Run("fake", args, {"size": 2})
+
+
+def test_results_table_names_the_machine_of_the_part_that_reached_a_goal():
+    sys.path.insert(0, str(EXPERIMENTS_DIR))
+    import results_table
+
+    gpu = {"cpu": "cpu G", "platform": "gpu", "devices": ["NVIDIA H200"]}
+    record = {"date": "2026-12-04", "wall_time_s": 900, "machine": {"cpu": "cpu X"},
+              "parts": {"p": {"date": "2026-12-05", "wall_time_s": 120, "machine": gpu}}}
+    assert results_table.where(record, "p") == "2026-12-05, cpu G + NVIDIA H200, 2 min"
+    assert results_table.where(record) == "2026-12-04, cpu X, 15 min"
