@@ -23,11 +23,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import Run, adam, goal, load_config, markdown_table, parse_args
 
 NAME = "charlm"
 PARTS = ("shakespeare", "dinos", "words")
@@ -103,12 +102,6 @@ def streamed_loss(lm, ids: np.ndarray, streams: int = 16, chunk: int = 512) -> f
     return total / count
 
 
-def optimizer(c, steps):
-    schedule = optax.cosine_decay_schedule(c["lr"], max(steps, 1), c.get("final_lr", c["lr"])
-                                           / c["lr"]) if "final_lr" in c else c["lr"]
-    return optax.chain(optax.clip_by_global_norm(c["clip_norm"]), optax.adam(schedule))
-
-
 def run_shakespeare(cfg, run):
     c = cfg["shakespeare"]
     ds = sj.data.load_tiny_shakespeare(val_fraction=c["val_fraction"])
@@ -127,7 +120,7 @@ def run_shakespeare(cfg, run):
     print(f"  Tiny Shakespeare: {len(train_ids):,} / {len(val_ids):,} characters, "
           f"V = {tok.vocab_size}, {sj.models.count_params(lm):,} params", flush=True)
     start = time.perf_counter()
-    history = sj.train.fit(model, StreamingLM.loss_fn, optimizer(c, c["epochs"] * chunks),
+    history = sj.train.fit(model, StreamingLM.loss_fn, adam(c, c["epochs"] * chunks),
                            make_batches, epochs=c["epochs"], validation_data=val_batches,
                            eval_loss_fn=StreamingLM.eval_loss_fn, seed=cfg["seed"]).history
     seconds = time.perf_counter() - start
@@ -163,7 +156,7 @@ def run_dinos(cfg, run):
         return model.loss(batch.inputs, batch.mask, targets=batch.targets)
 
     start = time.perf_counter()
-    history = sj.train.fit(lm, loss_fn, optimizer(c, 0), train, epochs=c["epochs"],
+    history = sj.train.fit(lm, loss_fn, adam(c, 0), train, epochs=c["epochs"],
                            validation_data=val, seed=cfg["seed"]).history
     seconds = time.perf_counter() - start
     newline = tok.encode("\n")[0]
@@ -208,7 +201,7 @@ def run_words(cfg, run):
         return model.loss(batch.inputs, batch.mask)
 
     start = time.perf_counter()
-    history = sj.train.fit(lm, loss_fn, optimizer(c, 0), train, epochs=c["epochs"],
+    history = sj.train.fit(lm, loss_fn, adam(c, 0), train, epochs=c["epochs"],
                            validation_data=val, seed=cfg["seed"]).history
     seconds = time.perf_counter() - start
     prompt = np.full((c["samples"], 1), tok.start_id, np.int32)

@@ -124,6 +124,17 @@ def describe(machine_: dict[str, Any]) -> str:
     return text
 
 
+def adam(c: dict[str, Any], steps: int):
+    """Adam at ``c["lr"]`` with gradients clipped at ``c.get("clip_norm", 1.0)``; with
+    ``c["final_lr"]``, the rate decays along a cosine to it over ``steps``."""
+    import optax
+
+    lr = c["lr"]
+    if "final_lr" in c:
+        lr = optax.cosine_decay_schedule(c["lr"], max(steps, 1), c["final_lr"] / c["lr"])
+    return optax.chain(optax.clip_by_global_norm(c.get("clip_norm", 1.0)), optax.adam(lr))
+
+
 def goal(name: str, target: str, reached: str, ok: bool | None,
          part: str | None = None) -> dict[str, Any]:
     """One goal of an experiment, as ``make results-table`` shows it (``ok=None``: not run);
@@ -165,10 +176,13 @@ class Run:
         if not path.exists():
             return
         earlier = json.loads(path.read_text())
-        if earlier.get("smoke") != self.smoke or earlier.get("config") != self.config:
+        config = json.loads(json.dumps(self.config, default=_jsonable))
+        if (earlier.get("smoke") != self.smoke
+                or _without(earlier.get("config", {}), self.only) != _without(config, self.only)):
             raise ValueError(
                 f"{path}: written with another config or smoke setting; --only adds parts to a "
-                "run of the same config (move the folder away to start afresh)")
+                "run whose config differs at most in the re-run parts' own sections (move the "
+                "folder away to start afresh)")
         for part, record in earlier.get("parts", {}).items():
             if part not in self.only and part in earlier["results"]:
                 self.parts[part] = record
@@ -263,6 +277,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _without(config: dict[str, Any], parts: Sequence[str]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in parts}
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,12 +19,11 @@ import sys
 import time
 
 import numpy as np
-import optax
 import sacrebleu
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import Run, adam, goal, load_config, markdown_table, parse_args
 
 NAME = "seq2seq"
 PARTS = ("dates", "addition", "tatoeba")
@@ -54,7 +53,7 @@ def train(model, train_pairs, val_pairs, c, seed, desc):
     start = time.perf_counter()
     history = sj.train.fit(
         model, seq2seq_loss,
-        optax.chain(optax.clip_by_global_norm(1.0), optax.adam(c["lr"])),
+        adam(c, c["epochs"] * -(-len(train_pairs.src) // c["batch"])),
         train_pairs.batches(c["batch"], seed), epochs=c["epochs"],
         validation_data=val_pairs.batches(512, seed, shuffle=False), seed=seed)
     return history.history, time.perf_counter() - start

@@ -105,6 +105,7 @@ def test_only_names_the_parts_and_keeps_runs_of_the_same_config(tmp_path):
     args = common.parse_args("fake", ["--out", str(tmp_path), "--only", "b"], parts=("a", "b"))
     with pytest.raises(ValueError, match="another config"):
         common.Run("fake", args, {"size": 2})
+    common.Run("fake", args, {"size": 1, "b": {"epochs": 3}})  # a re-run part's own section
 
 
 def test_results_table_names_the_machine_of_the_part_that_reached_a_goal():

@@ -31,8 +31,9 @@ def get_config(smoke: bool = False) -> dict:
             "test_fraction": 0.1,
             "reverse_input": True,  # "123+45" is read as "54+321" (Sutskever et al. 2014)
             "batch": 64,
-            "epochs": 30,
+            "epochs": 50,
             "lr": 2e-3,
+            "final_lr": 1e-4,  # cosine decay: at a constant rate the exact match wobbled 98-99%
             "model": {"embed_dim": 16, "units": 128, "cell": "lstm", "attention": None},
         },
         "tatoeba": {
