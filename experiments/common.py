@@ -62,8 +62,15 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
         parser.add_argument("--only", default=None, metavar="PART[,PART]",
                             help=f"run only these parts of {', '.join(parts)}; the other parts' "
                                  "results already in the results folder are kept")
+        parser.add_argument("--report", action="store_true",
+                            help="run nothing: write the goals, plots and README.md again from "
+                                 "the results folder's metrics.json")
     args = parser.parse_args(argv)
-    if getattr(args, "only", None) is not None:
+    if getattr(args, "report", False):
+        if args.only is not None:
+            parser.error("--report runs no part: leave out --only")
+        args.only = []
+    elif getattr(args, "only", None) is not None:
         chosen = [p.strip() for p in args.only.split(",") if p.strip()]
         unknown = [p for p in chosen if p not in parts]
         if unknown or not chosen:
@@ -162,18 +169,22 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.only = getattr(args, "only", None)
+        self.command = " ".join(["python", *sys.argv]) if sys.argv else ""
+        self.written_by: dict[str, Any] = {}
         self.started = dt.datetime.now(dt.timezone.utc)
         self._clock = time.perf_counter()
         self.results: dict[str, Any] = {}
         self.parts: dict[str, dict[str, Any]] = {}
         self.goals: list[dict[str, Any]] = []
         self.missing: list[str] = []
-        if self.only:
+        if self.only is not None:
             self._keep_earlier_parts()
 
     def _keep_earlier_parts(self) -> None:
         path = self.path("metrics.json")
         if not path.exists():
+            if not self.only:
+                raise ValueError(f"--report: no {path} to report on")
             return
         earlier = json.loads(path.read_text())
         config = json.loads(json.dumps(self.config, default=_jsonable))
@@ -183,10 +194,13 @@ class Run:
                 f"{path}: written with another config or smoke setting; --only adds parts to a "
                 "run whose config differs at most in the re-run parts' own sections (move the "
                 "folder away to start afresh)")
-        for part, record in earlier.get("parts", {}).items():
-            if part not in self.only and part in earlier["results"]:
-                self.parts[part] = record
-                self.results[part] = earlier["results"][part]
+        if not self.only:  # --report: the record stays that of the runs that made it
+            self.written_by = {key: earlier[key] for key in ("command", "machine", "versions")
+                               if key in earlier}
+        self.parts = {part: record for part, record in earlier.get("parts", {}).items()
+                      if part not in self.only}
+        self.results = {key: value for key, value in earlier.get("results", {}).items()
+                        if key not in self.only}
 
     def path(self, filename: str) -> pathlib.Path:
         return self.dir / filename
@@ -198,14 +212,14 @@ class Run:
         """Runs each part (all, or ``--only``'s) in order; each sets ``results[part]``, and
         ``metrics.json`` is saved after each."""
         for part, function in parts.items():
-            if self.only and part not in self.only:
+            if self.only is not None and part not in self.only:
                 continue
             started = dt.datetime.now(dt.timezone.utc)
             clock = time.perf_counter()
             function()
             if part not in self.results:
                 raise RuntimeError(f"part {part!r} of {self.name} left no results[{part!r}]")
-            self.parts[part] = {"date": started.strftime("%Y-%m-%d"),
+            self.parts[part] = {"command": self.command, "date": started.strftime("%Y-%m-%d"),
                                 "started_utc": started.isoformat(timespec="seconds"),
                                 "wall_time_s": round(time.perf_counter() - clock, 1),
                                 "machine": machine()}
@@ -240,13 +254,14 @@ class Run:
     def _save(self, readme: str | None = None) -> None:
         record = {
             "experiment": self.name,
-            "command": " ".join(["python", *sys.argv]) if sys.argv else "",
+            "command": self.command,
             "smoke": self.smoke,
             "date": self.started.strftime("%Y-%m-%d"),
             "started_utc": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(self.wall_time(), 1),
             "machine": machine(),
             "versions": versions(),
+            **self.written_by,
             "config": self.config,
             "parts": self.parts,
             "goals": self.goals,
@@ -265,9 +280,11 @@ class Run:
                               f"{p['wall_time_s'] / 60:.1f} min)" for part, p in self.parts.items())
             return (f"# {title}\n\nMade by `{command}`{smoke}, its parts on two or more machines: "
                     f"{where}. Every figure here is read from `metrics.json` beside this file.\n")
-        m = next(iter(self.parts.values()))["machine"] if self.parts else machine()
+        first = next(iter(self.parts.values()), None)
+        m = first["machine"] if first else machine()
+        date = first["date"] if first else f"{self.started:%Y-%m-%d}"
         return (
-            f"# {title}\n\nMade by `{command}` on {self.started:%Y-%m-%d} ({describe(m)}, "
+            f"# {title}\n\nMade by `{command}` on {date} ({describe(m)}, "
             f"JAX on {m['platform']}); wall time {self.wall_time() / 60:.1f} min{smoke}. "
             "Every figure here is read from `metrics.json` beside this file.\n"
         )

@@ -141,8 +141,14 @@ def run_dataset(name, cfg, run):
 def set_goals(cfg, run):
     conll = run.results["conll2003"]["variants"]
     f1 = conll["crf"]["test"]["f1"]
+    m, d = cfg["variants"]["crf"], cfg["datasets"]["conll2003"]
+    tried = (f" (tried: random {m['embed_dim']}-dim word embeddings beside a character BiLSTM, "
+             f"dropout {m['dropout']}, singletons as <UNK>, Adam {d['lr']}, {d['epochs']} epochs, "
+             f"the best validation epoch ({conll['crf']['best_epoch']}) tested; Lample et al.'s "
+             "90.94 uses pretrained embeddings)")
     run.goals.append(goal("CoNLL-2003 test entity F1, BiLSTM-CRF + chars, random embeddings",
-                          ">= 86", f"{100 * f1:.2f}", f1 >= 0.86, part="conll2003"))
+                          ">= 86", f"{100 * f1:.2f}" + ("" if f1 >= 0.86 else tried),
+                          f1 >= 0.86, part="conll2003"))
     run.goals.append(goal("CoNLL-2003: CRF against softmax", "CRF higher",
                           f"CRF {100 * f1:.2f}, softmax {100 * conll['softmax']['test']['f1']:.2f}",
                           f1 > conll["softmax"]["test"]["f1"], part="conll2003"))

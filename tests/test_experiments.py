@@ -72,7 +72,7 @@ def _fake_experiment(tmp_path, argv, fail_in=None):
     def part(name):
         if name == fail_in:
             raise KeyboardInterrupt  # as a run killed in its second part
-        run.results[name] = {"value": len(name) + len(args.only or [])}
+        run.results[name] = {"value": ord(name)}
 
     try:
         run.run_parts({"a": lambda: part("a"), "b": lambda: part("b")})
@@ -89,7 +89,7 @@ def test_an_interrupted_run_keeps_its_finished_parts_and_only_reruns_the_rest(tm
     assert not record["goals"] and not (tmp_path / "README.md").exists()
 
     record = _fake_experiment(tmp_path, ["--only", "b"])
-    assert record["results"] == {"a": {"value": 1}, "b": {"value": 2}}
+    assert record["results"] == {"a": {"value": 97}, "b": {"value": 98}}
     assert set(record["parts"]) == {"a", "b"} and record["goals"][0]["part"] == "b"
     assert (tmp_path / "README.md").read_text().startswith("# Fake")
 
@@ -107,6 +107,12 @@ def test_only_names_the_parts_and_keeps_runs_of_the_same_config(tmp_path):
         common.Run("fake", args, {"size": 2})
     common.Run("fake", args, {"size": 1, "b": {"epochs": 3}})  # a re-run part's own section
 
+    _fake_experiment(tmp_path, ["--only", "b"])
+    (tmp_path / "README.md").unlink()
+    record = _fake_experiment(tmp_path, ["--report"])  # runs nothing, writes the README again
+    assert record["results"] == {"a": {"value": 97}, "b": {"value": 98}}
+    assert (tmp_path / "README.md").read_text().startswith("# Fake")
+
 
 def test_results_table_names_the_machine_of_the_part_that_reached_a_goal():
     sys.path.insert(0, str(EXPERIMENTS_DIR))
@@ -117,3 +123,14 @@ def test_results_table_names_the_machine_of_the_part_that_reached_a_goal():
               "parts": {"p": {"date": "2026-12-05", "wall_time_s": 120, "machine": gpu}}}
     assert results_table.where(record, "p") == "2026-12-05, cpu G + NVIDIA H200, 2 min"
     assert results_table.where(record) == "2026-12-04, cpu X, 15 min"
+
+
+@pytest.mark.slow
+def test_demo_runs_on_built_in_data(tmp_path, capsys):
+    demo = _load("demo")
+    demo.main(["--lengths", "8", "12", "--epochs", "1", "--dates", "256", "--date-epochs", "1",
+               "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| SimpleRNN |" in out and "| GRU       |" in out and "Exact match on 1,000" in out
+    assert (tmp_path / "long_range.png").stat().st_size > 1000
+    assert (tmp_path / "attention.png").stat().st_size > 1000
