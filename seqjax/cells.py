@@ -209,8 +209,8 @@ def input_projection(params, x: Array) -> Array:
     """``x W_x + b`` for ``x [..., I]``, in the input's dtype; every cell's ``project``.
 
     The leading dims are flattened into one matmul row dim: with ``x`` of rank 3, XLA:CPU's
-    gradient of the batched dot contracts over two dims and ran 3x slower (LSTM-size projection
-    at B64, T128: 83 vs 28 ms for forward + backward).
+    gradient of the batched dot contracts over two dims and ran 3x slower (figures in
+    ``experiments/results/bench/README.md``).
     """
     x2 = x.reshape(-1, x.shape[-1])
     z = add_bias(x2 @ params.w_x.astype(x.dtype), params.b)
@@ -235,9 +235,8 @@ def min_lstm_gates(f_pre: Array, i_pre: Array) -> tuple[Array, Array]:
     underflow. Equal to ``sigmoid(+-(log f - log i))``, it is computed as ``(1 + e^-i_pre) /
     (2 + e^-f_pre + e^-i_pre)`` (and the same with ``f_pre``), every term scaled by ``e^-m``,
     ``m = max(-f_pre, -i_pre, 0)``, so that none overflows: three ``exp`` instead of two
-    ``log_sigmoid`` and two ``sigmoid`` (minLSTM training step with ``backend="sequential"`` at
-    B64 T128 I128 H256: 51.2 ms, against 59.0 with the log-sigmoid form and ~47 with the plain
-    ratio).
+    ``log_sigmoid`` and two ``sigmoid``, which made minLSTM's ``sequential`` training step 13%
+    faster (figures in ``experiments/results/bench/README.md``).
     """
     m = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(-f_pre, -i_pre), 0))
     e0, e_f, e_i = jnp.exp(-m), jnp.exp(-f_pre - m), jnp.exp(-i_pre - m)

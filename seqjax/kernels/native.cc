@@ -347,8 +347,8 @@ void pack_units(const float* w, int64_t su, int64_t sk, int N, int K, int p, int
 
 // Maps this thread's share of an output's fresh pages in one call. Outputs live in XLA's
 // per-call temporaries, often fresh memory; when threads first write a page that spans rows
-// written by several of them, each takes the page fault (measured: twice the faults, and at
-// S1 a forward of 68 instead of 55 ms with this, 45 ms on already mapped memory).
+// written by several of them, each takes the page fault (measured at S1: twice the faults and a
+// forward 24% slower without this; experiments/results/bench/README.md has the figures).
 void populate(float* data, size_t count, int j, int threads) {
 #ifdef MADV_POPULATE_WRITE
   if (data == nullptr || count == 0) return;
