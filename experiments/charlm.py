@@ -104,7 +104,7 @@ def streamed_loss(lm, ids: np.ndarray, streams: int = 16, chunk: int = 512) -> f
 
 def run_shakespeare(cfg, run):
     c = cfg["shakespeare"]
-    ds = sj.data.load_tiny_shakespeare(val_fraction=c["val_fraction"])
+    ds = sj.data.load_tiny_shakespeare(val_fraction=c["val_fraction"], source=run.source)
     tok = ds.tokenizer
     train_ids = np.asarray(ds.splits["train"].inputs)
     val_ids = np.asarray(ds.splits["validation"].inputs)
@@ -182,7 +182,8 @@ def _first(row: np.ndarray, value: int) -> int:
 
 def run_words(cfg, run):
     c = cfg["words"]
-    ds = sj.data.load_tiny_shakespeare(val_fraction=cfg["shakespeare"]["val_fraction"])
+    ds = sj.data.load_tiny_shakespeare(val_fraction=cfg["shakespeare"]["val_fraction"],
+                                      source=run.source)
     lines = {name: [line for line in ds.tokenizer.decode(np.asarray(s.inputs).tolist())
                     .split("\n") if line.strip()] for name, s in ds.splits.items()}
     if c.get("max_lines"):
@@ -277,7 +278,7 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS, tfds=True)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"charlm: results in {run.dir}")

@@ -48,9 +48,10 @@ def load_config(name: str, smoke: bool) -> dict[str, Any]:
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None,
-               parts: Sequence[str] = ()) -> argparse.Namespace:
-    """``--smoke`` (default: the ``SMOKE`` environment variable), ``--out`` and, for an
-    experiment of several ``parts``, ``--only``."""
+               parts: Sequence[str] = (), tfds: bool = False) -> argparse.Namespace:
+    """``--smoke`` (default: the ``SMOKE`` environment variable), ``--out``; for an experiment
+    of several ``parts``, ``--only`` and ``--report``; where its datasets have a
+    tensorflow-datasets path (``tfds``), ``--source``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true",
                         default=os.environ.get("SMOKE", "") not in ("", "0"),
@@ -58,6 +59,10 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: experiments/results/<name>/, or "
                              "experiments/results/smoke/<name>/ with --smoke)")
+    if tfds:
+        parser.add_argument("--source", choices=("files", "tfds"), default="files",
+                            help="files: the datasets in $SEQJAX_DATA_DIR; tfds: through "
+                                 "tensorflow-datasets (downloads them: needs the internet)")
     if parts:
         parser.add_argument("--only", default=None, metavar="PART[,PART]",
                             help=f"run only these parts of {', '.join(parts)}; the other parts' "
@@ -169,6 +174,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.only = getattr(args, "only", None)
+        self.source = getattr(args, "source", "files")  # where the loaders read the datasets
         self.command = " ".join(["python", *sys.argv]) if sys.argv else ""
         self.written_by: dict[str, Any] = {}
         self.started = dt.datetime.now(dt.timezone.utc)
@@ -195,7 +201,8 @@ class Run:
                 "run whose config differs at most in the re-run parts' own sections (move the "
                 "folder away to start afresh)")
         if not self.only:  # --report: the record stays that of the runs that made it
-            self.written_by = {key: earlier[key] for key in ("command", "machine", "versions")
+            self.written_by = {key: earlier[key] for key in ("command", "machine", "versions",
+                                                             "data_source")
                                if key in earlier}
         self.parts = {part: record for part, record in earlier.get("parts", {}).items()
                       if part not in self.only}
@@ -256,6 +263,7 @@ class Run:
             "experiment": self.name,
             "command": self.command,
             "smoke": self.smoke,
+            "data_source": self.source,
             "date": self.started.strftime("%Y-%m-%d"),
             "started_utc": self.started.isoformat(timespec="seconds"),
             "wall_time_s": round(self.wall_time(), 1),

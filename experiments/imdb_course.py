@@ -70,7 +70,7 @@ def take(split, count):
 
 def run_rnn_comparison(cfg, run):
     c = cfg["rnn_comparison"]
-    ds = sj.data.load_imdb_keras(num_words=c["num_words"])
+    ds = sj.data.load_imdb_keras(num_words=c["num_words"], source=run.source)
     splits = {}
     for name in ("train", "test"):
         inputs, targets = take(ds.splits[name], c.get("max_examples"))
@@ -101,7 +101,8 @@ def run_rnn_comparison(cfg, run):
 
 def run_subword_models(cfg, run):
     c = cfg["subword_models"]
-    ds = sj.data.load_imdb(tokenizer=sj.data.SubwordTokenizer(target_vocab_size=c["vocab_size"]))
+    ds = sj.data.load_imdb(
+        tokenizer=sj.data.SubwordTokenizer(target_vocab_size=c["vocab_size"]), source=run.source)
     vocab_size = ds.tokenizer.vocab_size
     splits = {}
     for name in ("train", "test"):
@@ -207,7 +208,7 @@ def readme(cfg, run) -> str:
 
 
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
+    args = parse_args(__doc__.split("\n")[0], argv, PARTS, tfds=True)
     cfg = load_config(NAME, args.smoke)
     run = Run(NAME, args, cfg)
     print(f"imdb_course: results in {run.dir}")
