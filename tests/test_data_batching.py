@@ -234,3 +234,31 @@ def test_dense_arrays_and_device_residency():
         BatchIterator(_ragged(10), batch_size=3, on_device=True)
     with pytest.raises(ValueError, match="on_device"):
         BatchIterator(x, batch_size=3, on_device="yes")
+
+
+def test_each_process_yields_its_share_of_every_batch():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 9, n).astype(np.int32) for n in rng.integers(1, 12, 22)]
+    labels = np.arange(22, dtype=np.int32)
+    whole = list(BatchIterator(seqs, labels, batch_size=8, seed=3, num_epochs=1))
+    shares = [list(BatchIterator(seqs, labels, batch_size=8, seed=3, num_epochs=1,
+                                 process_index=p, process_count=2)) for p in range(2)]
+    assert len(shares[0]) == len(shares[1]) == len(whole) == 3
+    for batch, first, second in zip(whole, *shares, strict=True):
+        assert first.inputs.shape == second.inputs.shape == (4, batch.inputs.shape[1])
+        real = np.concatenate([first.mask.any(1), second.mask.any(1)])
+        np.testing.assert_array_equal(np.concatenate([first.targets, second.targets])[real],
+                                      batch.targets)
+        np.testing.assert_array_equal(np.concatenate([first.inputs, second.inputs])[real],
+                                      batch.inputs)
+    last = shares[1][-1]  # 22 = 2 x 8 + 6: the second share of the last batch holds 2 rows
+    assert last.mask.any(1).tolist() == [True, True, False, False]
+    assert not last.inputs[2:].any() and not last.targets[2:].any()
+
+
+def test_process_shares_need_a_batch_that_divides():
+    x = np.zeros((10, 3), np.int32)
+    with pytest.raises(ValueError, match="batch_size 5 does not divide over 2 processes"):
+        BatchIterator(x, batch_size=5, process_index=0, process_count=2)
+    with pytest.raises(ValueError, match="process_index must be an int in 0..1"):
+        BatchIterator(x, batch_size=4, process_index=2, process_count=2)

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from .padding import pad_sequences, sequence_mask
@@ -123,6 +124,15 @@ class BatchIterator:
         num_epochs: Stop after this many epochs (``None``: never stop).
         epoch: Starting epoch (normally left at 0; see :meth:`from_state`).
         position: Starting batch within ``epoch``.
+        process_index, process_count: This process among those training together
+            (``jax.distributed``; default: ``jax.process_index()`` and ``jax.process_count()``,
+            so call ``jax.distributed.initialize`` first). ``batch_size`` stays the global
+            batch; every process draws the same order and yields rows
+            ``[p * B / P, (p + 1) * B / P)`` of each batch, and ``fit`` assembles the global
+            batch from the shares. A last, partial batch is shared the same way, each share
+            filled up to ``B / P`` rows with masked rows (mask all False, inputs and targets
+            zero). With ragged inputs every share is padded to the whole batch's longest
+            sequence, so the shares agree in shape.
         on_device: Whether :func:`seqjax.train.fit` and :func:`~seqjax.train.evaluate` keep
             the whole dataset on the devices and gather each batch there by index (no
             host-to-device copy per batch; see :attr:`device_resident`). ``None``: when the
@@ -151,6 +161,8 @@ class BatchIterator:
         num_epochs: int | None = None,
         epoch: int = 0,
         position: int = 0,
+        process_index: int | None = None,
+        process_count: int | None = None,
         on_device: bool | None = None,
     ) -> None:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -167,6 +179,17 @@ class BatchIterator:
             raise ValueError(f"pad_to must be a non-negative int or None, got {pad_to!r}")
         if num_epochs is not None and (not isinstance(num_epochs, int) or num_epochs < 0):
             raise ValueError(f"num_epochs must be a non-negative int or None, got {num_epochs!r}")
+        process_count = jax.process_count() if process_count is None else process_count
+        process_index = jax.process_index() if process_index is None else process_index
+        if not isinstance(process_count, (int, np.integer)) or process_count < 1:
+            raise ValueError(f"process_count must be a positive int, got {process_count!r}")
+        if not isinstance(process_index, (int, np.integer)) or not (
+                0 <= process_index < process_count):
+            raise ValueError(f"process_index must be an int in 0..{process_count - 1}, got "
+                             f"{process_index!r}")
+        if batch_size % process_count:
+            raise ValueError(f"batch_size {batch_size} does not divide over {process_count} "
+                             "processes: each feeds an equal share of every batch")
         if on_device not in (None, True, False):
             raise ValueError(f"on_device must be True, False or None, got {on_device!r}")
 
@@ -244,6 +267,7 @@ class BatchIterator:
                 UserWarning,
                 stacklevel=2,
             )
+        self.process_index, self.process_count = int(process_index), int(process_count)
         self.on_device = on_device
         if on_device and self.dense_arrays() is None:
             raise ValueError(
@@ -293,7 +317,9 @@ class BatchIterator:
         self.position += 1
         if self.position == self.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
-        return self.make_batch(indices)
+        if self.process_count == 1:
+            return self.make_batch(indices)
+        return self._share(indices)
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -354,12 +380,36 @@ class BatchIterator:
         ragged_tuple = self._targets_is_tuple and any(col.ragged for col in self._targets)
         return not (ragged_inputs or ragged_tuple)
 
-    def make_batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
-        """Builds the batch of the given example indices (padding and masks included)."""
+    def _share(self, indices: np.ndarray) -> Batch:
+        """This process's rows of the batch of ``indices``, filled up to ``B / P`` rows."""
+        rows = self.batch_size // self.process_count
+        mine = indices[self.process_index * rows:(self.process_index + 1) * rows]
+        real = len(mine)
+        filled = np.concatenate([mine, np.full(rows - real, indices[0], indices.dtype)])
+        batch = self.make_batch(filled, shape_of=indices)
+        if real == rows:
+            return batch
+
+        def blank(x):  # the filler rows become padding: mask False, inputs and targets zero
+            x = np.array(x)
+            x[real:] = 0
+            return x
+
+        return Batch(*(None if part is None else _map_leaves(blank, part) for part in batch))
+
+    def make_batch(self, indices: Sequence[int] | np.ndarray,
+                   shape_of: Sequence[int] | np.ndarray | None = None) -> Batch:
+        """Builds the batch of the given example indices (padding and masks included).
+
+        ``shape_of``: the examples whose longest sequences set the padded lengths (default:
+        ``indices``), so that the shares of one batch agree in shape.
+        """
         indices = np.asarray(indices)
+        span = indices if shape_of is None else np.asarray(shape_of)
         lengths = self._lengths[indices]
         if self._inputs.ragged:
-            t = self.pad_to if self.pad_to is not None else int(lengths.max(initial=0))
+            t = self.pad_to if self.pad_to is not None else int(
+                self._lengths[span].max(initial=0))
             t = -(-t // self.pad_to_multiple) * self.pad_to_multiple
             seqs = [self._inputs.data[i] for i in indices]
             dtype = seqs[0].dtype if seqs else np.int32
@@ -380,7 +430,7 @@ class BatchIterator:
             seqs = [col.data[i] for i in indices]
             if self._targets_is_tuple:
                 ragged_lengths = col.lengths[indices]
-                s = -(-int(ragged_lengths.max(initial=0)) // self.pad_to_multiple)
+                s = -(-int(col.lengths[span].max(initial=0)) // self.pad_to_multiple)
                 s *= self.pad_to_multiple
                 side = "post"
             else:
@@ -470,6 +520,10 @@ class BatchIterator:
                 f"got {position}"
             )
         self.epoch, self.position = epoch, position
+
+
+def _map_leaves(fn, part: Any) -> Any:
+    return tuple(fn(x) for x in part) if isinstance(part, tuple) else fn(part)
 
 
 def _leaves(targets: Any) -> list:

@@ -251,7 +251,8 @@ def fit(
         mode: ``"min"``, ``"max"`` or ``"auto"`` for ``monitor``.
         resume: continue from the newest checkpoint in ``checkpoint_dir`` if there is one
             (same parameters, optimizer state, RNG, data position, history and callback state).
-        history_path: write the history JSON here (default ``checkpoint_dir/history.json``).
+        history_path: write the history JSON here (default ``checkpoint_dir/history.json``;
+            by process 0 alone when several train together).
         plot_path: write learning-curve PNG here (see :func:`~seqjax.train.plots.plot_history`).
         devices: devices for data parallelism (default: all).
         learning_rate: optional optax schedule, logged per epoch as ``learning_rate``.
@@ -461,7 +462,7 @@ def fit(
             if monitor in logs and not math.isnan(logs[monitor]):
                 checkpointer.save_best(loop.global_step, loop.state, logs[monitor], meta)
             save(meta)
-        if history_path is not None:
+        if history_path is not None and jax.process_index() == 0:  # one writer per run
             loop.history.save(history_path)
         if loop.stop_training:
             break
@@ -473,7 +474,7 @@ def fit(
     state.update_model(model)
     history = loop.history
     history.train_state = state
-    if history_path is not None:
+    if history_path is not None and jax.process_index() == 0:
         history.save(history_path)
     if plot_path is not None and len(history):
         history.plot(plot_path)

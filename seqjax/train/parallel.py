@@ -84,6 +84,9 @@ class DataParallel:
         batch_sharding: ``NamedSharding(mesh, P("data"))``, first axis split over devices.
         replicated: ``NamedSharding(mesh, P())``.
         num_devices: number of devices.
+        num_local_devices: those of this process (all of them unless ``jax.distributed``
+            runs several processes; each then feeds its share of every batch).
+        multiprocess: whether the mesh spans devices of other processes.
     """
 
     axis_name = "data"
@@ -93,6 +96,8 @@ class DataParallel:
         if not devices:
             raise ValueError("devices must not be empty")
         self.num_devices = len(devices)
+        self.num_local_devices = sum(d.process_index == jax.process_index() for d in devices)
+        self.multiprocess = self.num_local_devices < self.num_devices
         self.mesh = Mesh(np.asarray(devices), (self.axis_name,))
         self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(self.axis_name))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())

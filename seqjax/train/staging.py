@@ -14,6 +14,11 @@ into :class:`Chunk` s for the scanned steps of :mod:`seqjax.train.multistep`:
   ``on_device``) are put there once; a chunk is then only its example indices ``[K, B]``.
 * Chunks end every K batches of the epoch, at every ``every``-th global step (checkpoints), at a
   change of shapes and at the end of the epoch, so these points fall on chunk boundaries.
+* Several processes (``jax.distributed``): each feeds its share of every batch (a
+  :class:`~seqjax.data.BatchIterator` knows its ``process_index``), padded to the device count of
+  its own process, and the global chunk is assembled from the shares with
+  ``jax.make_array_from_process_local_data``; the examples per batch that weight the metric means
+  are summed over the processes. Data is then staged from the host, never kept on the devices.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .parallel import DataParallel, pad_batch
@@ -154,13 +160,17 @@ class Feed:
         self.probe: Callable[[Any], bool] | None = None
         self.batches_per_epoch = batches_per_epoch
         self.every = every
-        self.on_device = bool(getattr(data, "device_resident", False)) and callable(
-            getattr(data, "iter_epoch_indices", None))
+        self.on_device = (bool(getattr(data, "device_resident", False))
+                          and callable(getattr(data, "iter_epoch_indices", None))
+                          and not parallel.multiprocess)
+        self.rows_multiple = parallel.num_local_devices
         self.device_data = None
         self.padding = None
         self._sizes: dict = {}
         hint = getattr(data, "batch_size", None)
         self._size_hint = int(hint) if isinstance(hint, (int, np.integer)) else 0
+        if parallel.multiprocess:  # the iterator's batch_size is global; this process feeds
+            self._size_hint //= max(int(getattr(data, "process_count", 1)), 1)
         self._chunk_sharding = NamedSharding(parallel.mesh,
                                              PartitionSpec(None, parallel.axis_name))
         if self.on_device:
@@ -272,17 +282,17 @@ class Feed:
         leaves, treedef = jax.tree.flatten(batch)
         sizes = {x.shape[0] for x in leaves if x.ndim > 0}
         if len(sizes) != 1:
-            return pad_batch(batch, self.parallel.num_devices)[0]  # raises the usual error
+            return pad_batch(batch, self.rows_multiple)[0]  # raises the usual error
         (size,) = sizes
         family = (treedef, tuple((x.shape[1:] if x.ndim else None, x.dtype) for x in leaves))
         target = self._sizes.get(family, 0)
         if size > target:
             target = _round_up(max(size, self._size_hint if size <= self._size_hint else 0),
-                               self.parallel.num_devices)
+                               self.rows_multiple)
             self._sizes[family] = target
         if size < target and _mask_of(batch) is not None:
             return _pad_rows(batch, target - size)
-        return pad_batch(batch, self.parallel.num_devices)[0]
+        return pad_batch(batch, self.rows_multiple)[0]
 
     # -- one chunk ---------------------------------------------------------------------
     def _stage(self, slots: list[_Slot], steps: int) -> Chunk:
@@ -299,11 +309,20 @@ class Feed:
             stacked.append(out)
         shardings = [self._chunk_sharding if x.ndim >= 2 else self.parallel.replicated
                      for x in stacked]
-        xs = jax.device_put(jax.tree.unflatten(treedef, stacked),
-                            jax.tree.unflatten(treedef, shardings))
-        valid = jax.device_put(np.arange(steps) < count, self.parallel.replicated)
-        return Chunk(xs, valid, count, [slot.weight for slot in slots], slots[-1].index,
-                     slots[-1].data_state)
+        valid = np.arange(steps) < count
+        weights = [slot.weight for slot in slots]
+        if self.parallel.multiprocess:
+            xs = jax.tree.unflatten(treedef, [
+                jax.make_array_from_process_local_data(sharding, x)
+                for sharding, x in zip(shardings, stacked, strict=True)])
+            valid = jax.make_array_from_process_local_data(self.parallel.replicated, valid)
+            weights = [float(w) for w in multihost_utils.process_allgather(
+                np.asarray(weights, np.float64)).sum(axis=0)]
+        else:
+            xs = jax.device_put(jax.tree.unflatten(treedef, stacked),
+                                jax.tree.unflatten(treedef, shardings))
+            valid = jax.device_put(valid, self.parallel.replicated)
+        return Chunk(xs, valid, count, weights, slots[-1].index, slots[-1].data_state)
 
 
 def _round_up(value: int, multiple: int) -> int:

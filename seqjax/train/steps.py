@@ -68,10 +68,15 @@ def _copy_tree(tree):
     """Fresh buffers for every array (so donating the state never invalidates the user's model).
 
     ``device_put(may_alias=False)`` copies without compiling anything (``x.copy()`` compiles a
-    program per shape)."""
-    return jax.tree.map(
-        lambda x: jax.device_put(x, may_alias=False) if isinstance(x, jax.Array) else (
-            x.copy() if hasattr(x, "copy") else x), tree)
+    program per shape). An array replicated over several processes' devices becomes this
+    process's copy of it, which the process can read."""
+    def copy(x):
+        if isinstance(x, jax.Array):
+            local = x if x.is_fully_addressable else x.addressable_data(0)
+            return jax.device_put(local, may_alias=False)
+        return x.copy() if hasattr(x, "copy") else x
+
+    return jax.tree.map(copy, tree)
 
 
 @struct.dataclass
