@@ -10,7 +10,7 @@ export KERAS_BACKEND := jax
 PYTEST_ARGS ?=
 # One script + config per experiment (experiments/<name>.py, experiments/configs/<name>.py);
 # results in experiments/results/<name>/. SMOKE=1 runs the same code on tiny data.
-EXPERIMENTS := imdb-course longrange charlm seq2seq ner mr
+EXPERIMENTS := imdb-course longrange charlm seq2seq ner mr imdb-best
 
 .PHONY: install test test-fast lint demo bench bench-train clean results-table $(EXPERIMENTS)
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
-EXPERIMENTS = ["imdb_course", "longrange", "charlm", "seq2seq", "ner", "mr"]
+EXPERIMENTS = ["imdb_course", "longrange", "charlm", "seq2seq", "ner", "mr", "imdb_best"]
 
 
 def _load(name):
