@@ -97,13 +97,15 @@ def run_train(cfg, run):
     with tempfile.TemporaryDirectory() as checkpoints:
         history = sj.train.fit(model, loss_fn, adam(c, c["epochs"] * len(train)), train,
                                epochs=c["epochs"], validation_data=validation,
-                               checkpoint_dir=checkpoints, monitor="val_accuracy", mode="max",
+                               checkpoint_dir=checkpoints, monitor=c["select_by"],
+                               mode="min" if c["select_by"].endswith("loss") else "max",
                                seed=c["seed"]).history
         sj.train.restore_model(model, checkpoints, which="best")
     seconds = time.perf_counter() - start
     model.eval()
     scores = sj.train.evaluate(model, loss_fn, test)
-    best = int(np.argmax(history["val_accuracy"]))
+    picked = history[c["select_by"]]
+    best = int(np.argmin(picked) if c["select_by"].endswith("loss") else np.argmax(picked))
     sj.train.plot_history(history, run.path("curves.png"), title_prefix="IMDB, BiGRU pooled:")
     run.results["train"] = {
         "test_accuracy": scores["accuracy"], "test_loss": scores["loss"], "best_epoch": best + 1,
@@ -119,7 +121,8 @@ def set_goals(cfg, run):
     tried = (f" (tried: {m['cell'].upper()} {m['units']} each way, pooled last/mean/max, "
              f"{cfg['num_words']:,} words, last {cfg['maxlen']} of each review, dropout "
              f"{m['embed_dropout']}/{m['dropout']}, Adam {cfg['lr']} with cosine decay, "
-             f"{cfg['epochs']} epochs)")
+             f"{cfg['epochs']} epochs, the epoch of the best held-out {cfg['select_by'][4:]} "
+             "tested)")
     run.goals.append(goal(
         "IMDB test accuracy from scratch (no outside data)", ">= 0.895",
         f"{r['test_accuracy']:.4f} in {r['seconds'] / 60:.0f} min" + ("" if ok else tried),
@@ -143,8 +146,9 @@ def readme(cfg, run) -> str:
         f"{m['embed_dropout']} -> Bi{m['cell'].upper()}({m['units']}) over every step -> the "
         f"last valid step of each direction, the mean and the max -> dropout {m['dropout']} -> "
         f"Dense(1) ({r['params']:,} params). Batch {cfg['batch']} of similar lengths, Adam "
-        f"{cfg['lr']} decaying to {cfg['final_lr']}, {cfg['epochs']} epochs; epoch "
-        f"{r['best_epoch']} (held-out accuracy {r['val_accuracy']:.4f}) was tested: test "
+        f"{cfg['lr']} decaying to {cfg['final_lr']}, {cfg['epochs']} epochs; the epoch of the "
+        f"best held-out {cfg['select_by'][4:]}, {r['best_epoch']} (held-out accuracy "
+        f"{r['val_accuracy']:.4f}), was tested: test "
         f"loss {r['test_loss']:.4f}, {r['seconds'] / 60:.1f} min of training.\n\n"
         + markdown_table(["model trained from scratch", "IMDB test accuracy"], rows)
         + "\n![curves](curves.png)\n"
