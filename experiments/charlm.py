@@ -26,10 +26,9 @@ import numpy as np
 from flax import nnx
 
 import seqjax as sj
-from common import Run, adam, goal, load_config, markdown_table, parse_args
+from common import adam, goal, markdown_table, run_experiment
 
 NAME = "charlm"
-PARTS = ("shakespeare", "dinos", "words")
 
 
 class CarryStream(nnx.Variable):
@@ -277,21 +276,11 @@ def readme(cfg, run) -> str:
     )
 
 
+PARTS = {"shakespeare": run_shakespeare, "dinos": run_dinos, "words": run_words}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS, tfds=True)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"charlm: results in {run.dir}")
-    run.run_parts({"shakespeare": lambda: run_shakespeare(cfg, run),
-                   "dinos": lambda: run_dinos(cfg, run),
-                   "words": lambda: run_words(cfg, run)})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme, tfds=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.util
 import json
 import os
@@ -83,6 +84,29 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
                          f"{', '.join(parts)}")
         args.only = chosen
     return args
+
+
+def run_experiment(name: str, description: str, argv: Sequence[str] | None,
+                   parts: dict[str, Callable[[dict, Run], Any]],
+                   set_goals: Callable[[dict, Run], Any], readme: Callable[[dict, Run], str], *,
+                   plots: Callable[[dict, Run], Any] | None = None, tfds: bool = False) -> Run:
+    """An experiment's whole run: its arguments, config and parts, then once every part has
+    results its goals, plots and README. Each ``part(cfg, run)`` sets ``run.results[name]``."""
+    args = parse_args(description.split("\n")[0], argv, tuple(parts), tfds)
+    cfg = load_config(name, args.smoke)
+    run = Run(name, args, cfg)
+    print(f"{name}: results in {run.dir}")
+    run.run_parts({part: functools.partial(function, cfg, run)
+                   for part, function in parts.items()})
+
+    def report() -> str:
+        set_goals(cfg, run)
+        if plots is not None:
+            plots(cfg, run)
+        return readme(cfg, run)
+
+    run.finish(report)
+    return run
 
 
 def cpu_model() -> str:

@@ -23,10 +23,9 @@ import numpy as np
 from flax import nnx
 
 import seqjax as sj
-from common import Run, adam, goal, load_config, markdown_table, parse_args
+from common import adam, goal, markdown_table, run_experiment
 
 NAME = "imdb_best"
-PARTS = ("train",)
 PUBLISHED = [("Keras example, 2 x BiLSTM", 0.878), ("DLwP LSTM (validation split)", 0.893),
              ("fastText, bigrams", 0.906), ("SA-LSTM with LM pretraining (Dai & Le 2015)", 0.9276)]
 
@@ -155,19 +154,11 @@ def readme(cfg, run) -> str:
     )
 
 
+PARTS = {"train": run_train}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"imdb_best: results in {run.dir}")
-    run.run_parts({"train": lambda: run_train(cfg, run)})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,9 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import goal, markdown_table, run_experiment
 
 NAME = "imdb_course"
-PARTS = ("rnn_comparison", "subword_models")
 LABELS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -207,21 +206,12 @@ def readme(cfg, run) -> str:
     )
 
 
+PARTS = {"rnn_comparison": run_rnn_comparison, "subword_models": run_subword_models}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS, tfds=True)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"imdb_course: results in {run.dir}")
-    run.run_parts({"rnn_comparison": lambda: run_rnn_comparison(cfg, run),
-                   "subword_models": lambda: run_subword_models(cfg, run)})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    plot_comparison(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme, plots=plot_comparison,
+                          tfds=True)
 
 
 if __name__ == "__main__":

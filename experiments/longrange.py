@@ -30,10 +30,9 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import goal, markdown_table, run_experiment
 
 NAME = "longrange"
-PARTS = ("adding", "copy", "exploding")  # adding also measures the gradients
 BASELINE_MSE = 1.0 / 6.0
 CELLS = {"simple_rnn": sj.simple_rnn, "lstm": sj.lstm, "gru": sj.gru, "min_gru": sj.min_gru}
 LABELS = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU", "min_gru": "minGRU"}
@@ -156,6 +155,10 @@ def run_gradients(cfg, run, trained):
         if name in trained:
             out[name]["trained"] = gradient_norms(trained[name], xs, ys).tolist()
     run.results["gradients"] = {"length": g["length"], "norms": out}
+
+
+def run_adding_and_gradients(cfg, run):
+    run_gradients(cfg, run, run_adding(cfg, run))
 
 
 def run_exploding(cfg, run):
@@ -329,22 +332,12 @@ def set_goals(cfg, run):
         part="exploding"))
 
 
+PARTS = {"adding": run_adding_and_gradients, "copy": run_copy,
+         "exploding": run_exploding}  # adding also measures the gradients
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"longrange: results in {run.dir}")
-    run.run_parts({"adding": lambda: run_gradients(cfg, run, run_adding(cfg, run)),
-                   "copy": lambda: run_copy(cfg, run),
-                   "exploding": lambda: run_exploding(cfg, run)})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    plot(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme, plots=plot)
 
 
 if __name__ == "__main__":

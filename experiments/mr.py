@@ -24,10 +24,9 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import goal, markdown_table, run_experiment
 
 NAME = "mr"
-PARTS = ("bilstm", "bigru", "kim_cnn")
 LABELS = {"bilstm": "BiLSTM", "bigru": "BiGRU", "kim_cnn": "Kim CNN-rand"}
 PUBLISHED = {"bilstm": 79.3, "bigru": None, "kim_cnn": 76.1}
 
@@ -197,19 +196,11 @@ def readme(cfg, run) -> str:
     )
 
 
+PARTS = {key: functools.partial(run_model, key) for key in ("bilstm", "bigru", "kim_cnn")}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"mr: results in {run.dir}")
-    run.run_parts({key: functools.partial(run_model, key, cfg, run) for key in PARTS})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import Run, goal, load_config, markdown_table, parse_args
+from common import goal, markdown_table, run_experiment
 
 NAME = "ner"
-PARTS = ("conll2003", "wnut17")
 LOADERS = {"conll2003": sj.data.load_conll2003, "wnut17": sj.data.load_wnut17}
 TITLES = {"conll2003": "CoNLL-2003 English", "wnut17": "WNUT-17"}
 
@@ -192,20 +191,11 @@ def readme(cfg, run) -> str:
     return text
 
 
+PARTS = {name: functools.partial(run_dataset, name) for name in ("conll2003", "wnut17")}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"ner: results in {run.dir}")
-    run.run_parts({name: functools.partial(run_dataset, name, cfg, run)
-                   for name in cfg["datasets"]})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme)
 
 
 if __name__ == "__main__":

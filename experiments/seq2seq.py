@@ -23,10 +23,9 @@ import sacrebleu
 from flax import nnx
 
 import seqjax as sj
-from common import Run, adam, goal, load_config, markdown_table, parse_args
+from common import adam, goal, markdown_table, run_experiment
 
 NAME = "seq2seq"
-PARTS = ("dates", "addition", "tatoeba")
 
 
 class Pairs:
@@ -266,21 +265,11 @@ def readme(cfg, run) -> str:
     )
 
 
+PARTS = {"dates": run_dates, "addition": run_addition, "tatoeba": run_tatoeba}
+
+
 def main(argv=None):
-    args = parse_args(__doc__.split("\n")[0], argv, PARTS)
-    cfg = load_config(NAME, args.smoke)
-    run = Run(NAME, args, cfg)
-    print(f"seq2seq: results in {run.dir}")
-    run.run_parts({"dates": lambda: run_dates(cfg, run),
-                   "addition": lambda: run_addition(cfg, run),
-                   "tatoeba": lambda: run_tatoeba(cfg, run)})
-    run.finish(lambda: report(cfg, run))
-    return run
-
-
-def report(cfg, run) -> str:
-    set_goals(cfg, run)
-    return readme(cfg, run)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme)
 
 
 if __name__ == "__main__":
