@@ -48,10 +48,31 @@ def load_config(name: str, smoke: bool) -> dict[str, Any]:
     return module.get_config(smoke=smoke)
 
 
+def override(config: dict[str, Any], assignment: str) -> None:
+    """Applies one ``--set KEY=VALUE``: ``KEY`` is a dotted path to an existing entry of the
+    config, ``VALUE`` is JSON (``4``, ``[0, 1]``, ``"max"``) or, failing that, a string."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set takes KEY=VALUE, got {assignment!r}")
+    *path, last = key.split(".")
+    node = config
+    for i, name in enumerate(path):
+        node = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: the config has no section {'.'.join(path[:i + 1])}")
+    if last not in node:
+        raise ValueError(f"--set {key}: the config has no entry {key}; its entries there are "
+                         f"{', '.join(sorted(node))}")
+    try:
+        node[last] = json.loads(text)
+    except json.JSONDecodeError:
+        node[last] = text
+
+
 def parse_args(description: str, argv: Sequence[str] | None = None,
                parts: Sequence[str] = (), tfds: bool = False) -> argparse.Namespace:
-    """``--smoke`` (default: the ``SMOKE`` environment variable), ``--out``; for an experiment
-    of several ``parts``, ``--only`` and ``--report``; where its datasets have a
+    """``--smoke`` (default: the ``SMOKE`` environment variable), ``--out``, ``--set``; for an
+    experiment of several ``parts``, ``--only`` and ``--report``; where its datasets have a
     tensorflow-datasets path (``tfds``), ``--source``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true",
@@ -60,6 +81,10 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results folder (default: experiments/results/<name>/, or "
                              "experiments/results/smoke/<name>/ with --smoke)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change one config entry (dotted KEY, JSON VALUE), e.g. --set "
+                             "epochs=2 --set model.units=64; repeatable; the results record "
+                             "the changed config")
     if tfds:
         parser.add_argument("--source", choices=("files", "tfds"), default="files",
                             help="files: the datasets in $SEQJAX_DATA_DIR; tfds: through "
@@ -94,6 +119,8 @@ def run_experiment(name: str, description: str, argv: Sequence[str] | None,
     results its goals, plots and README. Each ``part(cfg, run)`` sets ``run.results[name]``."""
     args = parse_args(description.split("\n")[0], argv, tuple(parts), tfds)
     cfg = load_config(name, args.smoke)
+    for assignment in args.set:
+        override(cfg, assignment)
     run = Run(name, args, cfg)
     print(f"{name}: results in {run.dir}")
     run.run_parts({part: functools.partial(function, cfg, run)

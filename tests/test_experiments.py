@@ -134,3 +134,19 @@ def test_demo_runs_on_built_in_data(tmp_path, capsys):
     assert "| SimpleRNN |" in out and "| GRU       |" in out and "Exact match on 1,000" in out
     assert (tmp_path / "long_range.png").stat().st_size > 1000
     assert (tmp_path / "attention.png").stat().st_size > 1000
+
+
+def test_set_changes_existing_config_entries_and_names_unknown_ones():
+    sys.path.insert(0, str(EXPERIMENTS_DIR))
+    import common
+
+    config = {"epochs": 4, "pooling": "last", "model": {"units": 128, "folds": [0]}}
+    for assignment in ("epochs=2", "pooling=max", "model.units=64", "model.folds=[0, 1]"):
+        common.override(config, assignment)
+    assert config == {"epochs": 2, "pooling": "max", "model": {"units": 64, "folds": [0, 1]}}
+    with pytest.raises(ValueError, match="no entry model.unit; its entries there are folds"):
+        common.override(config, "model.unit=3")
+    with pytest.raises(ValueError, match="no section optimizer"):
+        common.override(config, "optimizer.lr=3")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        common.override(config, "epochs")
