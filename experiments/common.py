@@ -252,7 +252,8 @@ class Run:
                 "run whose config differs at most in the re-run parts' own sections (move the "
                 "folder away to start afresh)")
         if not self.only:  # --report: the record stays that of the runs that made it
-            self.written_by = {key: earlier[key] for key in ("command", "machine", "versions",
+            self.written_by = {key: earlier[key] for key in ("command", "date", "started_utc",
+                                                             "machine", "versions",
                                                              "data_source")
                                if key in earlier}
         self.parts = {part: record for part, record in earlier.get("parts", {}).items()
@@ -347,6 +348,28 @@ class Run:
             f"JAX on {m['platform']}); wall time {self.wall_time() / 60:.1f} min{smoke}. "
             "Every figure here is read from `metrics.json` beside this file.\n"
         )
+
+
+def plot_runs(histories: Sequence[dict[str, list[float]]], path: pathlib.Path,
+              title: str) -> None:
+    """Loss and accuracy per epoch of several runs of one model (folds, seeds) in one figure:
+    training as dots, held-out as lines."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    for i, metric in enumerate(("loss", "accuracy")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for history in histories:
+            epochs = range(1, len(history[metric]) + 1)
+            ax.plot(epochs, history[metric], "b.", alpha=0.5)
+            ax.plot(epochs, history[f"val_{metric}"], "r-", alpha=0.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set(xlabel="epoch", ylabel=metric,
+               title=f"{title}: {metric}\n(dots: training, lines: held-out; every run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

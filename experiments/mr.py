@@ -24,7 +24,7 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import goal, markdown_table, run_experiment
+from common import goal, markdown_table, plot_runs, run_experiment
 
 NAME = "mr"
 LABELS = {"bilstm": "BiLSTM", "bigru": "BiGRU", "kim_cnn": "Kim CNN-rand"}
@@ -152,25 +152,12 @@ def run_model(key, cfg, run):
     run.results[key] = {"folds": folds, "mean_accuracy": float(accuracies.mean()),
                         "std_accuracy": float(accuracies.std(ddof=1)) if len(folds) > 1 else 0.0,
                         "seconds": round(sum(f["seconds"] for f in folds), 1)}
-    plot_fold_curves(key, folds, run)
 
 
-def plot_fold_curves(key, folds, run):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
-    for i, metric in enumerate(("loss", "accuracy")):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for f in folds:
-            epochs = range(1, len(f["history"][metric]) + 1)
-            ax.plot(epochs, f["history"][metric], "b.", alpha=0.4)
-            ax.plot(epochs, f["history"][f"val_{metric}"], "r-", alpha=0.4)
-        ax.set(xlabel="epoch", ylabel=metric,
-               title=f"{LABELS[key]}: {metric} (dots: training, lines: held-out; every fold)")
-    fig.tight_layout()
-    fig.savefig(run.path(f"curves_{key}.png"), dpi=100)
+def plots(cfg, run):
+    for key in PARTS:
+        plot_runs([f["history"] for f in run.results[key]["folds"]],
+                  run.path(f"curves_{key}.png"), f"MR, {LABELS[key]} (each fold)")
 
 
 def set_goals(cfg, run):
@@ -225,7 +212,7 @@ PARTS = {key: functools.partial(run_model, key) for key in ("bilstm", "bigru", "
 
 
 def main(argv=None):
-    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme)
+    return run_experiment(NAME, __doc__, argv, PARTS, set_goals, readme, plots=plots)
 
 
 if __name__ == "__main__":

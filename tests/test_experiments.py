@@ -107,10 +107,14 @@ def test_only_names_the_parts_and_keeps_runs_of_the_same_config(tmp_path):
         common.Run("fake", args, {"size": 2})
     common.Run("fake", args, {"size": 1, "b": {"epochs": 3}})  # a re-run part's own section
 
-    _fake_experiment(tmp_path, ["--only", "b"])
+    made = _fake_experiment(tmp_path, ["--only", "b"])
+    made.update(date="2026-01-02", started_utc="2026-01-02T03:04:05+00:00")  # an older run
+    (tmp_path / "metrics.json").write_text(json.dumps(made))
     (tmp_path / "README.md").unlink()
     record = _fake_experiment(tmp_path, ["--report"])  # runs nothing, writes the README again
     assert record["results"] == {"a": {"value": 97}, "b": {"value": 98}}
+    assert {k: record[k] for k in ("date", "started_utc", "command")} == {
+        k: made[k] for k in ("date", "started_utc", "command")}
     assert (tmp_path / "README.md").read_text().startswith("# Fake")
 
 
