@@ -198,6 +198,18 @@ def adam(c: dict[str, Any], steps: int):
     return optax.chain(optax.clip_by_global_norm(c.get("clip_norm", 1.0)), optax.adam(lr))
 
 
+def binary_loss_fn(model, batch, key):
+    """``fit``'s loss for ``model(tokens, mask) -> [B]`` logits against 0/1 labels, with
+    accuracy; rows that are all padding do not count."""
+    import seqjax as sj
+
+    tokens, mask, labels = batch
+    logits = model(tokens, mask)
+    rows = sj.train.example_mask(mask)
+    return (sj.train.sigmoid_binary_cross_entropy(logits, labels, rows),
+            {"accuracy": sj.train.binary_accuracy(logits, labels, rows)})
+
+
 def goal(name: str, target: str, reached: str, ok: bool | None,
          part: str | None = None) -> dict[str, Any]:
     """One goal of an experiment, as ``make results-table`` shows it (``ok=None``: not run);

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 import seqjax as sj
-from common import adam, goal, markdown_table, plot_runs, run_experiment
+from common import adam, binary_loss_fn, goal, markdown_table, plot_runs, run_experiment
 
 NAME = "imdb_best"
 PUBLISHED = [("Keras example, 2 x BiLSTM", 0.878), ("DLwP LSTM (validation split)", 0.893),
@@ -41,30 +41,20 @@ class PooledBiRNN(nnx.Module):
         layer = {"lstm": sj.nn.LSTM, "gru": sj.nn.GRU}[m["cell"]]
         self.rnn = sj.nn.Bidirectional(
             layer(m["embed_dim"], m["units"], rngs=rngs, return_sequences=True), rngs=rngs)
+        self.mean = sj.models.GlobalAveragePooling1D()
+        self.max = sj.models.GlobalMaxPooling1D()
         self.dropout = nnx.Dropout(m["dropout"], rngs=rngs)
         self.out = nnx.Linear(6 * m["units"], 1, rngs=rngs)
 
     def __call__(self, tokens, mask):
         ys = self.rnn(self.embed_dropout(self.embed(tokens)), mask=mask)  # [B, T, 2H]
-        valid = mask[..., None]
-        count = jnp.maximum(jnp.sum(valid, axis=1), 1)
-        mean = jnp.sum(jnp.where(valid, ys, 0.0), axis=1) / count
-        peak = jnp.max(jnp.where(valid, ys, -jnp.inf), axis=1)
-        peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
         h = ys.shape[-1] // 2
         # post padding: the forward direction ends at the last valid step, the backward at 0
         last_step = jnp.maximum(jnp.sum(mask, axis=1) - 1, 0)
         forward = jnp.take_along_axis(ys[..., :h], last_step[:, None, None], axis=1)[:, 0]
-        features = jnp.concatenate([forward, ys[:, 0, h:], mean, peak], axis=-1)
+        features = jnp.concatenate([forward, ys[:, 0, h:], self.mean(ys, mask),
+                                    self.max(ys, mask)], axis=-1)
         return self.out(self.dropout(features))[:, 0]
-
-
-def loss_fn(model, batch, key):
-    tokens, mask, labels = batch
-    logits = model(tokens, mask)
-    rows = sj.train.example_mask(mask)
-    return (sj.train.sigmoid_binary_cross_entropy(logits, labels, rows),
-            {"accuracy": sj.train.binary_accuracy(logits, labels, rows)})
 
 
 def last_words(split, maxlen: int, count: int | None):
@@ -102,7 +92,7 @@ def train_member(seed, cfg, vocab_size, train, validation):
     model = PooledBiRNN(vocab_size, c["model"], nnx.Rngs(seed))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as checkpoints:
-        history = sj.train.fit(model, loss_fn, adam(c, c["epochs"] * len(train)),
+        history = sj.train.fit(model, binary_loss_fn, adam(c, c["epochs"] * len(train)),
                                train, epochs=c["epochs"], validation_data=validation,
                                checkpoint_dir=checkpoints, monitor=c["select_by"],
                                mode="min" if c["select_by"].endswith("loss") else "max",

@@ -24,7 +24,7 @@ import optax
 from flax import nnx
 
 import seqjax as sj
-from common import goal, markdown_table, plot_runs, run_experiment
+from common import binary_loss_fn, goal, markdown_table, plot_runs, run_experiment
 
 NAME = "mr"
 LABELS = {"bilstm": "BiLSTM", "bigru": "BiGRU", "kim_cnn": "Kim CNN-rand"}
@@ -55,6 +55,8 @@ class SentenceClassifier(nnx.Module):
             self.pooling = m["pooling"]
             if self.pooling not in POOLINGS:
                 raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            self.mean = sj.models.GlobalAveragePooling1D()
+            self.max = sj.models.GlobalMaxPooling1D()
             self.rnn = sj.nn.Bidirectional(
                 layer(m["embed_dim"], m["units"], rngs=rngs,
                       return_sequences=self.pooling != "last"), rngs=rngs)
@@ -65,8 +67,11 @@ class SentenceClassifier(nnx.Module):
         x = self.dropout(self.embed(tokens))
         if self.rnn is not None:
             features = self.rnn(x, mask=mask)
-            if self.pooling != "last":
-                features = pool_steps(features, mask, with_mean=self.pooling == "mean_max")
+            if self.pooling == "max":
+                features = self.max(features, mask)
+            elif self.pooling == "mean_max":
+                features = jnp.concatenate([self.mean(features, mask), self.max(features, mask)],
+                                           axis=-1)
         else:
             pooled = []
             for conv, k in zip(self.convs, self.kernel_sizes, strict=True):
@@ -76,25 +81,6 @@ class SentenceClassifier(nnx.Module):
                 pooled.append(jnp.where(jnp.isfinite(best), best, 0.0))  # shorter than k
             features = jnp.concatenate(pooled, axis=-1)
         return self.out(self.dropout(features))[:, 0]
-
-
-def pool_steps(ys, mask, with_mean: bool):
-    """The max (after the mean, ``with_mean``) over the valid steps of ``ys`` [B, T, F]."""
-    valid = mask[..., None]
-    peak = jnp.max(jnp.where(valid, ys, -jnp.inf), axis=1)
-    pooled = [jnp.where(jnp.isfinite(peak), peak, 0.0)]  # an empty sentence pools to 0
-    if with_mean:
-        count = jnp.maximum(jnp.sum(valid, axis=1), 1)
-        pooled.insert(0, jnp.sum(jnp.where(valid, ys, 0.0), axis=1) / count)
-    return jnp.concatenate(pooled, axis=-1)
-
-
-def loss_fn(model, batch, key):
-    tokens, mask, labels = batch
-    logits = model(tokens, mask)
-    rows = sj.train.example_mask(mask)
-    return (sj.train.sigmoid_binary_cross_entropy(logits, labels, rows),
-            {"accuracy": sj.train.binary_accuracy(logits, labels, rows)})
 
 
 def padded(split, maxlen: int, count: int | None):
@@ -127,14 +113,14 @@ def run_fold(key, fold, cfg):
     model = SentenceClassifier(ds.tokenizer.vocab_size, m, nnx.Rngs(cfg["seed"] + fold))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as checkpoints:
-        history = sj.train.fit(model, loss_fn, optax.adam(cfg["lr"]), batches,
+        history = sj.train.fit(model, binary_loss_fn, optax.adam(cfg["lr"]), batches,
                                epochs=cfg["epochs"], validation_data=validation,
                                checkpoint_dir=checkpoints, monitor="val_accuracy", mode="max",
                                seed=cfg["seed"], verbose=0).history
         sj.train.restore_model(model, checkpoints, which="best")
     seconds = time.perf_counter() - start
     model.eval()
-    scores = sj.train.evaluate(model, loss_fn, test)
+    scores = sj.train.evaluate(model, binary_loss_fn, test)
     best = int(np.argmax(history["val_accuracy"]))
     return {"fold": fold, "test_accuracy": scores["accuracy"], "best_epoch": best + 1,
             "val_accuracy": history["val_accuracy"][best], "seconds": round(seconds, 1),

@@ -11,6 +11,8 @@ from .attention import BahdanauAttention as BahdanauAttention
 from .attention import LuongAttention as LuongAttention
 from .classifier import Classifier as Classifier
 from .classifier import ClassifierConfig as ClassifierConfig
+from .classifier import GlobalAveragePooling1D as GlobalAveragePooling1D
+from .classifier import GlobalMaxPooling1D as GlobalMaxPooling1D
 from .config import ConfiguredModel as ConfiguredModel
 from .config import config_from_json as config_from_json
 from .config import config_to_json as config_to_json
@@ -44,6 +46,8 @@ __all__ = [
     "ClassifierConfig",
     "ConfiguredModel",
     "Decoded",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
     "LanguageModel",
     "LanguageModelConfig",
     "LuongAttention",
